@@ -1,0 +1,38 @@
+# edgecompress: `make demo` runs the main job on the built-in default; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/edgecompress convert
+
+test: $(STAMP)
+	$(PY) -m pytest -q -x --durations=15 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/quantize_vs_ort.py
+	$(PY) bench/prune_bench.py
+	$(PY) bench/bench_overhead.py
+	$(PY) bench/distill_bench.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check edgecompress tests bench examples scripts
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

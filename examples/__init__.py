@@ -1,0 +1,1 @@
+"""Example model definitions (importable as `examples.<module>:<factory>` from the repository root)."""

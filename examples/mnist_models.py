@@ -1,0 +1,70 @@
+"""The demo's MNIST teacher and student (1x28x28 inputs, 10 classes).
+
+`teacher()` is a ResNet-like CNN with BatchNorm and residual adds; `student()` has under 1/8 of its
+parameters. Both are used by `edgecompress convert` (the built-in demo) and the tests.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(x + self.bn2(self.conv2(y)))
+
+
+class MnistResNet(nn.Module):
+    """stem -> [block] -> downsample -> [block] -> GAP -> fc."""
+
+    def __init__(self, width: int = 32, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU())
+        self.layer1 = ResidualBlock(width)
+        self.down = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(2 * width), nn.ReLU())
+        self.layer2 = ResidualBlock(2 * width)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer2(self.down(self.layer1(self.stem(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class MnistStudent(nn.Module):
+    """A small plain CNN: two conv stages and a linear head."""
+
+    def __init__(self, width: int = 8, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(2 * width * 4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def teacher() -> nn.Module:
+    return MnistResNet(width=32)
+
+
+def student() -> nn.Module:
+    return MnistStudent(width=8)
+
+
+def digits_teacher() -> nn.Module:
+    return MnistResNet(width=16)
