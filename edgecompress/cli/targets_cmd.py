@@ -28,10 +28,10 @@ def targets_cmd(name: str | None, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="target profiles")
-    for col in ("name", "arch", "ISA", "providers", "quant (fmt act/wt)", "description"):
+    for col in ("name", "arch", "ISA", "providers", "quant (fmt act/wt)"):
         table.add_column(col)
     for p in profiles:
         q = p.quantization
         table.add_row(p.name, p.arch, ",".join(p.isa), ",".join(e.replace("ExecutionProvider", "") for e in p.execution_providers),
-                      f"{q.format} {q.activation_type}/{q.weight_type}{' rr' if q.reduce_range else ''}", p.description)
+                      f"{q.format} {q.activation_type}/{q.weight_type}{' rr' if q.reduce_range else ''}")
     console().print(table)
