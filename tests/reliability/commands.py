@@ -1,0 +1,76 @@
+"""How each command is called on the good inputs, and which of its arguments (slots) a case may replace.
+
+Slots: model (an .onnx file), data (feed data), target, weights, factory (a PyTorch `file.py:fn` spec),
+recipe, out (output file or folder), release (what verify checks).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .fixtures import World
+from .harness import RunDirs
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    slots: tuple[str, ...]
+    out_kind: str | None  # "file" | "pt" | "dir" | None
+    argv: Callable[[dict[str, str]], list[str]]
+
+    def available(self) -> bool:
+        """True once the command's CLI module has landed."""
+        try:
+            return importlib.util.find_spec(f"edgecompress.cli.{self.name}_cmd") is not None
+        except ImportError:
+            return False
+
+
+def _opt(flag: str, v: dict[str, str], key: str) -> list[str]:
+    return [flag, v[key]] if v.get(key) else []
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in [
+    Command("targets", ("target",), None, lambda v: ["targets", v.get("target") or "host"]),
+    Command("inspect", ("model",), None, lambda v: ["inspect", v["model"]]),
+    Command("export", ("factory", "weights", "data", "out"), "file",
+            lambda v: ["export", v["factory"], "--input", "input:1x1x28x28", "--out", v["out"],
+                       *_opt("--weights", v, "weights"), *_opt("--data", v, "data")]),
+    Command("quantize", ("model", "data", "target", "out"), "file",
+            lambda v: ["quantize", v["model"], "--calibration", v["data"], "--out", v["out"],
+                       *_opt("--target", v, "target"), "--allow-slower"]),
+    Command("prune", ("model", "data", "target", "out"), "file",
+            lambda v: ["prune", v["model"], "--out", v["out"], "--ratio", "0.5", "--calibration", v["data"],
+                       *_opt("--target", v, "target")]),
+    Command("bench", ("model", "data", "target"), None,
+            lambda v: ["bench", v["model"], "--data", v["data"], "--runs", "3", "--warmup", "1",
+                       *_opt("--target", v, "target")]),
+    Command("package", ("model", "data", "target", "out"), "dir",
+            lambda v: ["package", v["model"], "--out", v["out"], "--eval", v["data"],
+                       "--target", v.get("target") or "host"]),
+    Command("verify", ("release",), None, lambda v: ["verify", v["release"]]),
+    Command("distill", ("factory", "weights", "data", "out"), "pt",
+            lambda v: ["distill", "--teacher", v["factory"], *_opt("--teacher-weights", v, "weights"),
+                       "--student", v["student"], "--data", v["data"], "--out", v["out"], "--epochs", "1"]),
+    Command("convert", ("recipe", "target", "out"), "dir",
+            lambda v: ["convert", v["recipe"], "--out", v["out"], *_opt("--target", v, "target")]),
+]}
+
+
+def good_values(w: World, rd: RunDirs, command: Command) -> dict[str, str]:
+    """The slot values of a successful run (outputs inside the run's out/ folder)."""
+    from .corpus import good_recipe_text
+
+    out = {"file": "model.onnx", "pt": "student.pt", "dir": "release", None: "unused"}[command.out_kind]
+    recipe = rd.case / "good_recipe.toml"
+    if command.name == "convert":
+        recipe.write_text(good_recipe_text(w))
+    data = {"distill": w.train, "package": w.eval, "bench": w.eval}.get(command.name, w.calib)
+    return {
+        "model": str(w.model), "data": str(data), "target": "", "weights": "",
+        "factory": w.teacher, "student": w.student, "out": str(rd.out / out), "recipe": str(recipe),
+        "release": str(w.extra.get("release", rd.case / "no-release")),
+    }
