@@ -1,0 +1,178 @@
+"""arm64 emulation: an arm64 Debian root with python3 + numpy + the aarch64 onnxruntime wheel, run under qemu-user.
+
+`setup_emulation()` builds the root once (debootstrap --foreign --arch=arm64 --variant=minbase downloads the
+Debian arm64 packages of python3 + python3-numpy, which are unpacked with dpkg-deb: no binfmt_misc needed), then the aarch64 onnxruntime wheel from `pip download` unpacked into
+the root's dist-packages). `emulated_command()` runs the self-contained runner inside it with
+`qemu-aarch64-static -L ROOT` (no binfmt_misc and no privileges needed for running).
+
+Emulated timings are 100-300x slower than a real device: they are labelled as such and never reported as
+device speed. What emulation is good for is output parity: the aarch64 kernels (NEON, sdot) give the outputs
+the device will give.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import RemoteError, RuntimeFailure, UnsupportedError
+
+EMULATION_NOTE = ("emulated arm64 under qemu-user on this host: timings are 100-300x slower than a device "
+                  "and are NOT device speed; use them only for output parity")
+DEFAULT_SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+READY = ".edgecompress-ready.json"
+
+
+def emulation_root() -> Path:
+    """Where the arm64 root lives: $EDGECOMPRESS_ARM64_ROOT, else <cache>/edgecompress/arm64-root."""
+    env = os.environ.get("EDGECOMPRESS_ARM64_ROOT")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "edgecompress" / "arm64-root"
+
+
+def qemu_binary() -> str | None:
+    for name in ("qemu-aarch64-static", "qemu-aarch64"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+def root_info(root: Path | None = None) -> dict | None:
+    """The ready marker of a prepared root (python version, onnxruntime version), or None."""
+    root = root or emulation_root()
+    try:
+        return json.loads((root / READY).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def require_root(root: Path | None = None) -> tuple[Path, dict]:
+    root = root or emulation_root()
+    info = root_info(root)
+    if info is None:
+        raise UnsupportedError(f"no arm64 emulation root at {root}",
+                               hint="run `edgecompress bench --setup-emulation` once (needs root, network, "
+                                    "qemu-user-static and debootstrap)")
+    if qemu_binary() is None:
+        raise UnsupportedError("qemu-aarch64-static not found", hint="apt-get install qemu-user-static")
+    return root, info
+
+
+def emulated_command(root: Path, runner: Path, job: Path) -> list[str]:
+    """argv that runs the runner with the root's aarch64 python3 under qemu-user."""
+    qemu = qemu_binary()
+    if qemu is None:
+        raise UnsupportedError("qemu-aarch64-static not found", hint="apt-get install qemu-user-static")
+    return [qemu, "-L", str(root), str(root / "usr/bin/python3"), str(runner), str(job)]
+
+
+def _run(cmd: list[str], log: Callable[[str], None], timeout: float, what: str, env: dict | None = None) -> str:
+    log(f"$ {' '.join(cmd)}")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise RuntimeFailure(f"emulation setup: {what} timed out after {timeout:.0f} s") from None
+    except FileNotFoundError as exc:
+        raise UnsupportedError(f"emulation setup: {exc.filename} not found",
+                               hint="apt-get install debootstrap qemu-user-static") from None
+    if proc.returncode != 0:
+        tail = " ".join((proc.stderr or proc.stdout).split()[-40:])
+        raise RuntimeFailure(f"emulation setup: {what} failed (exit {proc.returncode}): {tail[:400]}")
+    return proc.stdout
+
+
+def setup_emulation(*, root: Path | None = None, suite: str = DEFAULT_SUITE, mirror: str = DEFAULT_MIRROR,
+                    force: bool = False, ort_version: str | None = None,
+                    log: Callable[[str], None] = lambda s: None) -> dict:
+    """Prepare the arm64 root once (cached). Returns the ready marker with the time the setup took."""
+    root = root or emulation_root()
+    if not force and root_info(root) is not None:
+        info = dict(root_info(root) or {})
+        info["cached"] = True
+        return info
+    if os.geteuid() != 0:
+        raise UnsupportedError("--setup-emulation needs root (debootstrap and chroot)",
+                               hint="run it once as root, or under sudo; EDGECOMPRESS_ARM64_ROOT chooses where")
+    qemu = qemu_binary()
+    if qemu is None or shutil.which("debootstrap") is None:
+        raise UnsupportedError("--setup-emulation needs qemu-user-static and debootstrap",
+                               hint="apt-get install qemu-user-static debootstrap")
+    t0 = time.monotonic()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    work = root.with_name(f"{root.name}.partial-{os.getpid()}")
+    if work.exists():
+        shutil.rmtree(work)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+    _run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase", "--include=python3-minimal,python3-numpy",
+          suite, str(work), mirror], log, 1200, "debootstrap (first stage)", env)
+    # The second stage (maintainer scripts) needs binfmt_misc, which containers often lack; python and numpy only
+    # need their files, so every downloaded package is unpacked with the host's dpkg-deb instead.
+    debs = sorted((work / "var/cache/apt/archives").glob("*.deb"))
+    if not debs:
+        raise RuntimeFailure("emulation setup: debootstrap downloaded no packages")
+    for deb in debs:
+        unpack = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+        tar = subprocess.run(["tar", "-x", "--keep-directory-symlink", "--no-same-owner", "-C", str(work)],
+                             stdin=unpack.stdout, capture_output=True, timeout=300)
+        unpack.stdout.close()  # type: ignore[union-attr]
+        if unpack.wait(timeout=300) != 0 or tar.returncode != 0:
+            raise RuntimeFailure(f"emulation setup: cannot unpack {deb.name}: {tar.stderr.decode()[-300:]}")
+        deb.unlink()
+    _alternatives(work)
+    shutil.copy2(qemu, work / "usr/bin/qemu-aarch64-static")
+    t_root = time.monotonic() - t0
+    probe = _run([qemu, "-L", str(work), str(work / "usr/bin/python3"), "-c",
+                  "import sys, numpy; print('%d.%d' % sys.version_info[:2], numpy.__version__)"],
+                 log, 300, "probing the arm64 python", env)
+    py_ver, np_ver = probe.split()[:2]
+    wheel_dir = work / "tmp" / "wheels"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    spec = f"onnxruntime=={ort_version}" if ort_version else "onnxruntime"
+    _run([sys.executable, "-m", "pip", "download", spec, "--no-deps", "--platform", "manylinux_2_28_aarch64",
+          "--only-binary=:all:", "--python-version", py_ver, "-d", str(wheel_dir), "-q"],
+         log, 600, "pip download of the aarch64 onnxruntime wheel", env)
+    wheels = sorted(wheel_dir.glob("onnxruntime-*.whl"))
+    if not wheels:
+        raise RuntimeFailure("emulation setup: pip download gave no onnxruntime wheel")
+    site = work / "usr/lib/python3/dist-packages"
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        zf.extractall(site)
+    shutil.rmtree(wheel_dir)
+    probe = _run([qemu, "-L", str(work), str(work / "usr/bin/python3"), "-c",
+                  "import onnxruntime as o; "
+                  "print(o.__version__)"], log, 600, "importing onnxruntime under qemu", env)
+    info = {"root": str(root), "suite": suite, "python": py_ver, "numpy": np_ver,
+            "onnxruntime": probe.strip().splitlines()[-1], "wheel": wheels[-1].name,
+            "debootstrap_s": round(t_root, 1), "setup_s": round(time.monotonic() - t0, 1)}
+    (work / READY).write_text(json.dumps(info, indent=2))
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(work, root)
+    info["cached"] = False
+    return info
+
+
+def _alternatives(root: Path) -> None:
+    """What update-alternatives would have linked: libblas.so.3 / liblapack.so.3 (numpy needs them)."""
+    libdir = root / "usr/lib/aarch64-linux-gnu"
+    for sub in ("blas", "lapack"):
+        for lib in sorted((libdir / sub).glob("lib*.so.3")):
+            link = libdir / lib.name
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(f"{sub}/{lib.name}")
+
+
+def emulation_failure(text: str) -> RemoteError:
+    return RemoteError(f"emulated arm64 run failed: {text[:300]}",
+                       hint="re-run `edgecompress bench --setup-emulation --force` if the root is damaged")
