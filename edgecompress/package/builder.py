@@ -1,0 +1,258 @@
+"""`package()`: build the release folder (and its tarball) atomically, or nothing at all.
+
+Order: inputs are checked first; the release is built in a temp folder beside `out` (model.onnx, model.ort,
+required_operators.config, sample/, metrics, budgets, report.html, MODEL_CARD.md, manifest.json last); a
+budget violation or a failed ORT check raises before anything appears under `out` or `<out>.tar.gz`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifact import ModelArtifact, StageResult, config_to_dict
+from ..data import FeedData, load_data, random_feeds
+from ..errors import ConfigError, EdgecompressError, UnsupportedError, ValidationError
+from ..fsutil import (
+    atomic_dir,
+    atomic_write_bytes,
+    check_output_dir,
+    check_output_path,
+    require_file,
+    sha256_bytes,
+    sha256_file,
+)
+from ..onnxgraph.io import input_specs, load_model, output_specs
+from ..onnxgraph.runtime import compare_outputs, make_session, run_all
+from ..targets import TargetProfile, get_target, is_host_compatible
+from . import budgets as budget_mod
+from . import manifest as mf
+from . import metrics as met
+from . import modelcard, report_html
+from .config import FLOAT_TOLERANCE, QUANT_TOLERANCE, PackageConfig, PackageReport
+from .mobile import mobile_verdict
+from .ortformat import convert_to_ort, ort_session, parse_required_operators
+from .sample import write_sample
+from .tarball import release_files, tar_bytes
+
+PARITY_SAMPLES = 8
+
+
+def tarball_path(out: Path) -> Path:
+    return out.parent / f"{out.name}.tar.gz"
+
+
+def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any = None, baseline: Any = None,
+            eval_data: Any = None, calibration: Any = None, lineage: list[dict[str, Any]] | None = None,
+            bench_report: Any = None) -> StageResult:
+    """Build a verified edge release of `model` (an .onnx path or ModelArtifact) in folder `out`."""
+    if not isinstance(config, PackageConfig):
+        raise ConfigError(f"config must be a PackageConfig, got {type(config).__name__}")
+    prof: TargetProfile = get_target(target)
+    src = Path(getattr(model, "path", model))
+    if isinstance(model, ModelArtifact) and model.format != "onnx":
+        raise UnsupportedError(f"package takes an ONNX model, got a {model.format!r} artifact ({src})",
+                               hint="export the model to ONNX first (edgecompress export)")
+    require_file(src, "model")
+    proto = load_model(src)
+    specs = input_specs(proto)
+    out = Path(out)
+    check_output_dir(out, what="release folder")
+    tar_path = tarball_path(out)
+    if config.tarball:
+        check_output_path(tar_path, what="release tarball")
+    base_path = None
+    if baseline is not None:
+        base_path = require_file(Path(getattr(baseline, "path", baseline)), "baseline model")
+        load_model(base_path)
+    ev = _feeds(eval_data, specs, "evaluation data")
+    if ev is not None and config.eval_samples:
+        ev = ev.head(config.eval_samples)
+    cal = load_data(calibration, what="calibration data") if calibration is not None else None
+    if lineage is None and isinstance(model, ModelArtifact):
+        lineage = model.lineage()
+    lineage_clean = [mf.portable(config_to_dict(r)) for r in (lineage or [])]
+    notes: list[str] = []
+    sample_feed = _sample_feed(ev, cal, specs, notes)
+    tol = config.tolerance if config.tolerance is not None else (
+        QUANT_TOLERANCE if _is_quantized(proto) else FLOAT_TOLERANCE)
+    out_names = [o.name for o in output_specs(proto)]
+
+    with atomic_dir(out) as tmp:
+        model_file = tmp / "model.onnx"
+        if _has_external_data(src):
+            model_file.write_bytes(proto.SerializeToString())
+            notes.append("external data was inlined into model.onnx")
+        else:
+            shutil.copyfile(src, model_file)
+        conv = convert_to_ort(model_file, prof, include_types=config.include_types)
+        (tmp / "model.ort").write_bytes(conv.ort_bytes)
+        (tmp / "required_operators.config").write_text(conv.config_text, encoding="utf-8")
+
+        onnx_sess = make_session(model_file, origin="model.onnx")
+        ort_sess = ort_session(tmp / "model.ort")
+        expected = [o[0] for o in run_all(onnx_sess, [sample_feed])]
+        parity_data = FeedData.from_feeds([sample_feed] + (ev.head(PARITY_SAMPLES).feeds() if ev is not None else []))
+        cmp = compare_outputs(run_all(onnx_sess, parity_data), run_all(ort_sess, parity_data), out_names, rel_tol=tol)
+        if not cmp.ok:
+            raise ValidationError(f"model.ort does not match model.onnx within tolerance {tol}: {cmp.summary()}",
+                                  report=cmp.to_dict())
+        write_sample(tmp, sample_feed, dict(zip(out_names, expected, strict=True)), tol)
+
+        mobile = mobile_verdict(model_file, prof)
+        size = {"onnx_bytes": model_file.stat().st_size, "ort_bytes": len(conv.ort_bytes),
+                "onnx_mb": round(model_file.stat().st_size / 1e6, 6), "ort_mb": round(len(conv.ort_bytes) / 1e6, 6)}
+        if base_path is not None:
+            size["baseline_mb"] = round(base_path.stat().st_size / 1e6, 6)
+            size["ratio_vs_baseline"] = round(base_path.stat().st_size / max(size["onnx_bytes"], 1), 4)
+        accuracy = met.accuracy_metrics(model_file, ev, base_path)
+        latency, samples = _latency(config, prof, bench_report, src, model_file, sample_feed, notes)
+        metrics = {"size": size, "latency": latency, "accuracy": accuracy,
+                   "ort_parity": {"samples": cmp.samples, "max_abs": max((o.max_abs for o in cmp.outputs), default=0.0),
+                                  "rel_tol": tol}}
+        budget_results = budget_mod.evaluate(prof, metrics)
+        budget_mod.enforce(budget_results, prof)
+
+        manifest = {
+            "schema_version": mf.SCHEMA_VERSION, "kind": mf.KIND, "name": config.name, "version": config.version,
+            "description": config.description, "files": {},
+            "model": mf.model_section(proto),
+            "ort": {**conv.info, "required_operators": parse_required_operators(conv.config_text)},
+            "target": mf.portable(prof.to_dict()), "toolchain": mf.toolchain(), "lineage": lineage_clean,
+            "calibration": ({"sha256": cal.content_hash(), "samples": cal.n} if cal is not None else None),
+            "evaluation": ({"sha256": ev.content_hash(), "samples": ev.n, "labels": ev.labels is not None}
+                           if ev is not None else None),
+            "metrics": metrics, "budgets": budget_results, "mobile": mobile,
+            "sample": {"input": "sample/input.npz", "expected_output": "sample/expected_output.npz",
+                       "tolerance": "sample/tolerance.json", "rel_tol": tol},
+            "reproducible": latency.get("source") != "measured",
+            "package_config": None,
+        }
+        manifest.pop("package_config")
+        manifest["files"] = _file_table(tmp)
+        points = _points(lineage_clean, list(lineage or []), bench_report, ev, base_path, size, latency, accuracy, notes)
+        sens = met.find_sensitivity(lineage_clean)
+        (tmp / "report.html").write_text(report_html.render(manifest, points=points, sensitivity=sens,
+                                                            latency_samples=samples), encoding="utf-8")
+        (tmp / "MODEL_CARD.md").write_text(modelcard.render(manifest), encoding="utf-8")
+        manifest["files"] = _file_table(tmp)
+        sealed = mf.seal(manifest)
+        (tmp / mf.MANIFEST).write_text(mf.dumps(sealed), encoding="utf-8")
+        tar_sha = None
+        if config.tarball:
+            data = tar_bytes(tmp, f"{config.name}-{config.version}")
+            tar_sha = sha256_bytes(data)
+            atomic_write_bytes(tar_path, data)
+
+    report = PackageReport(release=str(out), tarball=str(tar_path) if config.tarball else None,
+                           tarball_sha256=tar_sha, files=sealed["files"], metrics=metrics, budgets=budget_results,
+                           mobile=mobile, reproducible=sealed["reproducible"], notes=tuple(notes))
+    parent = model if isinstance(model, ModelArtifact) else ModelArtifact(path=src)
+    art = parent.derive(out / "model.onnx", "package", config=config,
+                        metrics={"size_mb": size["onnx_mb"], "release": str(out)})
+    return StageResult(art, report)
+
+
+def _feeds(spec: Any, specs: list, what: str) -> FeedData | None:
+    if spec is None:
+        return None
+    return load_data(spec, what=what).validated(specs, what=what)
+
+
+def _sample_feed(ev: FeedData | None, cal: FeedData | None, specs: list, notes: list[str]) -> dict[str, np.ndarray]:
+    if ev is not None:
+        return next(iter(ev))
+    if cal is not None:
+        try:
+            return next(iter(cal.validated(specs, what="calibration data")))
+        except EdgecompressError:
+            pass
+    notes.append("sample input is random (seed 0): no evaluation or calibration data given")
+    return next(iter(random_feeds(specs, 1, seed=0)))
+
+
+def _is_quantized(proto: Any) -> bool:
+    from ..onnxgraph.census import quant_state
+
+    return quant_state(proto) != "none"
+
+
+def _has_external_data(path: Path) -> bool:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    from onnx.external_data_helper import _get_all_tensors  # noqa: PLC2701 - onnx's own helper
+
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(m))
+
+
+def _file_table(root: Path) -> dict[str, dict[str, Any]]:
+    return {rel: {"sha256": sha256_file(root / rel), "size": (root / rel).stat().st_size}
+            for rel in release_files(root) if rel != mf.MANIFEST}
+
+
+def _latency(config: PackageConfig, prof: TargetProfile, bench_report: Any, src: Path, model_file: Path,
+             feed: dict[str, np.ndarray], notes: list[str]) -> tuple[dict[str, Any], list[float]]:
+    if bench_report is not None:
+        lat = met.latency_from_bench(bench_report, src)
+        if lat is None:
+            notes.append(f"the bench report has no entry for {src.name}; latency not recorded")
+            return {"source": "none", "latency_ms": {}, "note": "bench report has no entry for this model"}, []
+        samples = lat.pop("samples_ms")
+        return lat, samples
+    if not config.measure_latency:
+        return {"source": "none", "latency_ms": {}, "note": "not measured (measure_latency is off)"}, []
+    if not is_host_compatible(prof):
+        return {"source": "none", "latency_ms": {},
+                "note": f"not measured: this host is not compatible with target {prof.name}; bench on the device"}, []
+    lat = _measure(model_file, feed, prof, config.latency_runs)
+    samples = lat.pop("samples_ms")
+    lat["note"] = "measured at packaging time: not reproducible (pass a bench report for a byte-identical release)"
+    return lat, samples
+
+
+def _measure(model_file: Path, feed: dict[str, np.ndarray], prof: TargetProfile, runs: int) -> dict[str, Any]:
+    try:
+        from ..bench import BenchConfig, bench
+    except ImportError:
+        return met.measure_latency(model_file, feed, max(prof.threads, 1), runs)
+    rep = bench([model_file], BenchConfig(runs=runs, warmup=5, coverage=False),
+                data=FeedData.from_feeds([feed], source="sample"), target=prof)
+    lat = met.latency_from_bench(rep, model_file)
+    if lat is None:
+        return met.measure_latency(model_file, feed, max(prof.threads, 1), runs)
+    lat.update(source="measured", tool="edgecompress.bench")
+    return lat
+
+
+def _points(lineage: list[dict[str, Any]], raw_lineage: list[Any], bench_report: Any, ev: FeedData | None, base_path: Path | None,
+            size: dict[str, Any], latency: dict[str, Any], accuracy: dict[str, Any] | None,
+            notes: list[str]) -> list[dict[str, Any]]:
+    acc = accuracy or {}
+    release = {"label": "release", "size_mb": size["onnx_mb"], "p90_ms": (latency.get("latency_ms") or {}).get("p90"),
+               "accuracy": acc.get("model"), "kind": "release"}
+    base = None
+    if base_path is not None:
+        p90 = None
+        if bench_report is not None:
+            entry, _ = met.bench_entry(bench_report, base_path)
+            if entry is not None and met._named_in(bench_report, str(base_path)):
+                p90 = (entry.get("latency_ms") or {}).get("p90")
+        base = {"label": "baseline", "size_mb": size.get("baseline_mb"), "p90_ms": p90, "accuracy": acc.get("baseline"),
+                "kind": "baseline"}
+    points = met.variant_points(lineage, bench_report, release, base)
+    # fill a lineage variant's accuracy from its file when it is still on disk and eval data has labels
+    for rec, pt in zip(raw_lineage, [p for p in points if p["kind"] == "lineage"], strict=False):
+        path = Path(str(config_to_dict(rec).get("path", "")))
+        if pt["accuracy"] is None and ev is not None and ev.labels is not None and path.suffix == ".onnx" and path.is_file():
+            try:
+                a = met.accuracy_metrics(path, ev, None)
+                pt["accuracy"] = a.get("model") if a else None
+                if pt["size_mb"] is None:
+                    pt["size_mb"] = round(path.stat().st_size / 1e6, 6)
+            except EdgecompressError as exc:
+                notes.append(f"variant {path.name}: not evaluated ({exc.message})")
+    return points

@@ -1,0 +1,227 @@
+"""The release's numbers: accuracy against labels and the baseline, latency, and the lineage's variants.
+
+Latency comes from, in order: the bench report given to `package()` (reproducible: the same report gives
+the same release), else a measurement here when the target is host-compatible and `measure_latency` is on
+(not reproducible; the manifest says so), else nothing ("not measured").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from ..data import FeedData
+from ..onnxgraph.runtime import compare_outputs, make_session, run_all
+
+PERCENTILES = ("p50", "p90", "p95", "p99")
+
+
+def outputs_of(path: Path | str, data: FeedData, threads: int = 1) -> list[list[np.ndarray]]:
+    sess = make_session(path, threads=threads, origin=str(PurePosixPath(str(path)).name))
+    return run_all(sess, data)
+
+
+def top1(outputs: list[list[np.ndarray]]) -> np.ndarray | None:
+    """Predicted class per sample from the first output when it looks like class scores ([1, C], C > 1)."""
+    first = outputs[0] if outputs else []
+    if not first or any(np.ndim(o) < 1 or o.shape[-1] < 2 or o.size != o.shape[-1] for o in first):
+        return None
+    return np.asarray([int(np.argmax(o.reshape(-1))) for o in first])
+
+
+def accuracy_metrics(model: Path, data: FeedData | None, baseline: Path | None) -> dict[str, Any] | None:
+    """Top-1 accuracy (with labels), the baseline's, their delta, and agreement/error against the baseline."""
+    if data is None:
+        return None
+    out = outputs_of(model, data)
+    pred = top1(out)
+    res: dict[str, Any] = {"samples": data.n, "metric": "top1", "model": None, "baseline": None, "delta": None,
+                           "drop": None, "top1_agreement": None, "max_abs_error_vs_baseline": None}
+    labels = None if data.labels is None else np.asarray(data.labels).reshape(-1)
+    if pred is not None and labels is not None and len(labels) == len(pred):
+        res["model"] = _r(float((pred == labels).mean()))
+    if baseline is not None:
+        ref = outputs_of(baseline, data)
+        names = [f"output_{i}" for i in range(len(ref))]
+        if len(ref) == len(out):
+            cmp = compare_outputs(ref, out, names)
+            res["max_abs_error_vs_baseline"] = _r(max(o.max_abs for o in cmp.outputs))
+        bpred = top1(ref)
+        if bpred is not None and pred is not None:
+            res["top1_agreement"] = _r(float((bpred == pred).mean()))
+        if bpred is not None and labels is not None and len(labels) == len(bpred):
+            res["baseline"] = _r(float((bpred == labels).mean()))
+        if res["model"] is not None and res["baseline"] is not None:
+            res["delta"] = _r(res["model"] - res["baseline"])
+            res["drop"] = _r(res["baseline"] - res["model"])
+    if res["model"] is None and res["top1_agreement"] is None:
+        res["metric"] = "none"
+    return res
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return float(round(x, nd))
+
+
+def _as_dict(report: Any) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    if hasattr(report, "to_dict"):
+        return report.to_dict()
+    if isinstance(report, dict):
+        return report
+    raise TypeError(f"bench_report must be a BenchReport or its to_dict(), got {type(report).__name__}")
+
+
+def bench_entry(report: Any, model_path: Path | str) -> tuple[dict[str, Any] | None, list[float]]:
+    """The bench report's entry for `model_path` (matched by path, then by file name, then the only one)."""
+    d = _as_dict(report)
+    if not d:
+        return None, []
+    models = list(d.get("models") or [])
+    want = str(model_path)
+    name = PurePosixPath(want).name
+    raw_models = list(getattr(report, "models", []) or [])
+
+    def samples(i: int) -> list[float]:
+        if i < len(raw_models):
+            return [float(x) for x in getattr(raw_models[i], "latencies_ms", ()) or ()]
+        return [float(x) for x in models[i].get("latencies_ms", []) or []]
+
+    for i, m in enumerate(models):
+        if str(m.get("path")) == want:
+            return m, samples(i)
+    for i, m in enumerate(models):
+        if PurePosixPath(str(m.get("path", ""))).name == name:
+            return m, samples(i)
+    if len(models) == 1:
+        return models[0], samples(0)
+    return None, []
+
+
+def latency_from_bench(report: Any, model_path: Path | str) -> dict[str, Any] | None:
+    entry, samples = bench_entry(report, model_path)
+    if entry is None:
+        return None
+    lat = {k: _r(float(v), 4) for k, v in (entry.get("latency_ms") or {}).items() if _finite(v)}
+    d = _as_dict(report) or {}
+    return {"source": "bench_report", "where": str(entry.get("where") or d.get("where") or "local"),
+            "machine": str(entry.get("machine", "")), "threads": entry.get("threads"), "runs": entry.get("runs"),
+            "latency_ms": lat, "samples_ms": [_r(s, 4) for s in samples[:2000]],
+            "emulated": bool(entry.get("emulated", False))}
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    a = np.asarray(samples, dtype=np.float64)
+    out = {p: _r(float(np.percentile(a, int(p[1:]))), 4) for p in PERCENTILES}
+    out.update(mean=_r(float(a.mean()), 4), std=_r(float(a.std()), 4), min=_r(float(a.min()), 4),
+               max=_r(float(a.max()), 4))
+    return out
+
+
+def measure_latency(model: Path, feed: dict[str, np.ndarray], threads: int, runs: int) -> dict[str, Any]:
+    """A short ORT timing loop on this host (one session, `runs` timed runs after 5 warm-ups)."""
+    sess = make_session(model, threads=threads, origin=model.name)
+    for _ in range(5):
+        sess.run(None, feed)
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return {"source": "measured", "where": "local", "machine": "", "threads": threads, "runs": runs,
+            "latency_ms": summarize(samples), "samples_ms": [_r(s, 4) for s in samples], "emulated": False}
+
+
+# ------------------------------------------------------------------------------------------------ variants
+
+
+_SIZE_KEYS = ("size_mb", "model_size_mb", "size")
+_ACC_KEYS = ("accuracy", "top1", "eval_accuracy", "acc", "val_accuracy")
+
+
+def _find_number(metrics: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    for k in keys:
+        v = metrics.get(k)
+        if _finite(v):
+            return float(v)
+        if isinstance(v, dict):
+            for sub in ("model", "value", "top1", "after"):
+                if _finite(v.get(sub)):
+                    return float(v[sub])
+    return None
+
+
+def variant_points(lineage: list[dict[str, Any]], bench_report: Any, release_point: dict[str, Any],
+                   baseline_point: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One point per lineage stage (size MB, p90 ms, accuracy where known), plus the baseline and the release."""
+    points: list[dict[str, Any]] = []
+    if baseline_point:
+        points.append(baseline_point)
+    for i, rec in enumerate(lineage):
+        m = rec.get("metrics") or {}
+        path = str(rec.get("path", ""))
+        size = _find_number(m, _SIZE_KEYS)
+        if size is None and "size_bytes" in m and _finite(m["size_bytes"]):
+            size = float(m["size_bytes"]) / 1e6
+        acc = _find_number(m, _ACC_KEYS)
+        p90 = None
+        lat = m.get("latency_ms")
+        if isinstance(lat, dict) and _finite(lat.get("p90")):
+            p90 = float(lat["p90"])
+        if bench_report is not None and path:
+            entry, _ = bench_entry(bench_report, path) if _named_in(bench_report, path) else (None, [])
+            if entry:
+                p90 = p90 if p90 is not None else (entry.get("latency_ms") or {}).get("p90")
+                size = size if size is not None else entry.get("size_mb")
+                acc = acc if acc is not None else entry.get("accuracy")
+        points.append({"label": f"{i + 1}. {rec.get('stage', '?')}", "size_mb": _opt(size), "p90_ms": _opt(p90),
+                       "accuracy": _opt(acc), "kind": "lineage"})
+    points.append(release_point)
+    return points
+
+
+def _named_in(report: Any, path: str) -> bool:
+    d = _as_dict(report) or {}
+    name = PurePosixPath(path).name
+    return any(PurePosixPath(str(m.get("path", ""))).name == name for m in d.get("models") or [])
+
+
+def _opt(v: Any) -> float | None:
+    return _r(float(v), 4) if _finite(v) else None
+
+
+def find_sensitivity(lineage: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """Per-layer sensitivity recorded by a stage (quantize), as (layer, score) sorted by score descending."""
+    for rec in reversed(lineage):
+        for key, val in (rec.get("metrics") or {}).items():
+            if "sensitivity" not in str(key).lower():
+                continue
+            items: list[tuple[str, float]] = []
+            if isinstance(val, dict):
+                inner = val.get("per_node") or val.get("layers") or val.get("nodes") or val
+                if isinstance(inner, dict):
+                    items = [(str(k), float(v)) for k, v in inner.items() if _finite(v)]
+                elif isinstance(inner, list):
+                    val = inner
+            if isinstance(val, list):
+                for e in val:
+                    if isinstance(e, dict):
+                        name = e.get("node") or e.get("name") or e.get("layer")
+                        score = next((e[k] for k in ("score", "delta", "error", "sensitivity", "value", "mse")
+                                      if _finite(e.get(k))), None)
+                        if name is not None and score is not None:
+                            items.append((str(name), float(score)))
+                    elif isinstance(e, (list, tuple)) and len(e) == 2 and _finite(e[1]):
+                        items.append((str(e[0]), float(e[1])))
+            if items:
+                return sorted(items, key=lambda kv: (-kv[1], kv[0]))
+    return []

@@ -1,0 +1,176 @@
+"""Tiny inline-SVG charts for the release report: scatter, step line (CDF), horizontal bars.
+
+No dependencies, no scripts, no fonts to fetch; numbers are formatted with fixed precision so the same data
+gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+W, H = 560, 320
+PAD_L, PAD_R, PAD_T, PAD_B = 64, 24, 28, 52
+PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04")
+
+
+def _f(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if not math.isfinite(lo) or not math.isfinite(hi):
+        return []
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0) * 0.1
+    raw = (hi - lo) / max(n, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    start = math.floor(lo / step) * step
+    ticks = []
+    t = start
+    while t <= hi + step * 0.5 and len(ticks) < 20:
+        ticks.append(round(t, 10))
+        t += step
+    return ticks
+
+
+def _fmt_tick(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 1:
+        return f"{v:.3g}"
+    return f"{v:.3g}"
+
+
+class _Axes:
+    def __init__(self, xs: list[float], ys: list[float], *, x0: float | None = None, y_range=None) -> None:
+        xlo, xhi = (min(xs), max(xs)) if xs else (0.0, 1.0)
+        ylo, yhi = y_range if y_range else ((min(ys), max(ys)) if ys else (0.0, 1.0))
+        if x0 is not None:
+            xlo = min(xlo, x0)
+        self.xt = _nice_ticks(xlo, xhi)
+        self.yt = _nice_ticks(ylo, yhi)
+        self.xlo, self.xhi = (self.xt[0], self.xt[-1]) if len(self.xt) > 1 else (xlo, xhi + 1)
+        self.ylo, self.yhi = (self.yt[0], self.yt[-1]) if len(self.yt) > 1 else (ylo, yhi + 1)
+
+    def x(self, v: float) -> float:
+        return PAD_L + (v - self.xlo) / ((self.xhi - self.xlo) or 1) * (W - PAD_L - PAD_R)
+
+    def y(self, v: float) -> float:
+        return H - PAD_B - (v - self.ylo) / ((self.yhi - self.ylo) or 1) * (H - PAD_T - PAD_B)
+
+    def frame(self, xlabel: str, ylabel: str) -> list[str]:
+        out = [f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" height="{H - PAD_T - PAD_B}" '
+               'fill="#fbfcfe" stroke="#cbd5e1"/>']
+        for t in self.yt:
+            yy = _f(self.y(t))
+            out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{yy}" y2="{yy}" stroke="#e2e8f0"/>')
+            out.append(f'<text x="{PAD_L - 6}" y="{yy}" text-anchor="end" dominant-baseline="middle" '
+                       f'class="tick">{_fmt_tick(t)}</text>')
+        for t in self.xt:
+            xx = _f(self.x(t))
+            out.append(f'<line x1="{xx}" x2="{xx}" y1="{PAD_T}" y2="{H - PAD_B}" stroke="#e2e8f0"/>')
+            out.append(f'<text x="{xx}" y="{H - PAD_B + 16}" text-anchor="middle" class="tick">{_fmt_tick(t)}</text>')
+        out.append(f'<text x="{(PAD_L + W - PAD_R) / 2:.1f}" y="{H - 10}" text-anchor="middle" class="axis">'
+                   f'{escape(xlabel)}</text>')
+        out.append(f'<text transform="translate(16 {(PAD_T + H - PAD_B) / 2:.1f}) rotate(-90)" text-anchor="middle" '
+                   f'class="axis">{escape(ylabel)}</text>')
+        return out
+
+
+def _svg(title: str, body: list[str], height: int = H) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}" '
+            f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+            '<style>.tick{font:11px sans-serif;fill:#475569}.axis{font:12px sans-serif;fill:#1e293b}'
+            '.lbl{font:11px sans-serif;fill:#0f172a}.hl{font:bold 11px sans-serif;fill:#0f172a}</style>'
+            + "".join(body) + "</svg>")
+
+
+def scatter(points: list[tuple[float, float, str, bool]], *, title: str, xlabel: str, ylabel: str) -> str:
+    """points: (x, y, label, highlight). Points are joined in order (the lineage path)."""
+    if not points:
+        return placeholder(title, "no data")
+    ys = [p[1] for p in points]
+    pad = max((max(ys) - min(ys)) * 0.15, 0.01)
+    ax = _Axes([p[0] for p in points], ys, x0=0.0, y_range=(min(ys) - pad, max(ys) + pad))
+    body = ax.frame(xlabel, ylabel)
+    if len(points) > 1:
+        path = " ".join(f"{_f(ax.x(x))},{_f(ax.y(y))}" for x, y, _, _ in points)
+        body.append(f'<polyline points="{path}" fill="none" stroke="#94a3b8" stroke-dasharray="4 3"/>')
+    for i, (x, y, label, hl) in enumerate(points):
+        color = "#dc2626" if hl else PALETTE[i % len(PALETTE)]
+        r = 7 if hl else 5
+        cx, cy = ax.x(x), ax.y(y)
+        body.append(f'<circle cx="{_f(cx)}" cy="{_f(cy)}" r="{r}" fill="{color}" stroke="#fff" stroke-width="1.5"/>')
+        anchor = "end" if cx > W * 0.7 else "start"
+        dx = -10 if anchor == "end" else 10
+        body.append(f'<text x="{_f(cx + dx)}" y="{_f(cy - 8 - (i % 2) * 10)}" text-anchor="{anchor}" '
+                    f'class="{"hl" if hl else "lbl"}">{escape(label)}</text>')
+    return _svg(title, body)
+
+
+def cdf(samples: list[float], *, title: str, xlabel: str, marks: dict[str, float] | None = None) -> str:
+    """Empirical CDF of latency samples (a step line), with percentile marks."""
+    if not samples:
+        return placeholder(title, "no latency samples")
+    xs = sorted(samples)
+    n = len(xs)
+    ax = _Axes(xs, [0.0, 1.0], y_range=(0.0, 1.0))
+    body = ax.frame(xlabel, "fraction of runs")
+    pts = []
+    for i, x in enumerate(xs):
+        pts.append(f"{_f(ax.x(x))},{_f(ax.y(i / n))}")
+        pts.append(f"{_f(ax.x(x))},{_f(ax.y((i + 1) / n))}")
+    body.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#2563eb" stroke-width="2"/>')
+    for i, (name, v) in enumerate((marks or {}).items()):
+        xx = _f(ax.x(v))
+        body.append(f'<line x1="{xx}" x2="{xx}" y1="{PAD_T}" y2="{H - PAD_B}" stroke="#dc2626" '
+                    'stroke-dasharray="3 3"/>')
+        body.append(f'<text x="{xx}" y="{PAD_T + 12 + 12 * i}" text-anchor="start" dx="3" class="lbl">'
+                    f'{escape(name)} {v:.3f}</text>')
+    return _svg(title, body)
+
+
+def hbars(items: list[tuple[str, float]], *, title: str, xlabel: str, max_items: int = 16) -> str:
+    """Horizontal bars (largest first), labels on the left."""
+    items = items[:max_items]
+    if not items:
+        return placeholder(title, "no data")
+    row = 20
+    height = PAD_T + row * len(items) + PAD_B
+    left = 190
+    vmax = max(v for _, v in items) or 1.0
+    vmin = min(0.0, min(v for _, v in items))
+    span = (vmax - vmin) or 1.0
+    body = []
+    for t in _nice_ticks(vmin, vmax, 4):
+        if t > vmax * 1.0001 and t != 0:
+            continue
+        xx = left + (t - vmin) / span * (W - left - PAD_R)
+        body.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{PAD_T - 4}" y2="{height - PAD_B + 4}" stroke="#e2e8f0"/>')
+        body.append(f'<text x="{xx:.1f}" y="{height - PAD_B + 18}" text-anchor="middle" class="tick">'
+                    f'{_fmt_tick(t)}</text>')
+    for i, (name, v) in enumerate(items):
+        y = PAD_T + i * row
+        x0 = left + (0 - vmin) / span * (W - left - PAD_R)
+        x1 = left + (v - vmin) / span * (W - left - PAD_R)
+        label = name if len(name) <= 28 else "…" + name[-27:]
+        body.append(f'<text x="{left - 6}" y="{y + row / 2:.1f}" text-anchor="end" dominant-baseline="middle" '
+                    f'class="lbl">{escape(label)}</text>')
+        body.append(f'<rect x="{min(x0, x1):.1f}" y="{y + 3}" width="{max(abs(x1 - x0), 1):.1f}" height="{row - 6}" '
+                    f'fill="{PALETTE[0]}" rx="2"/>')
+        body.append(f'<text x="{max(x0, x1) + 4:.1f}" y="{y + row / 2:.1f}" dominant-baseline="middle" '
+                    f'class="tick">{v:.4g}</text>')
+    body.append(f'<text x="{(left + W - PAD_R) / 2:.1f}" y="{height - 8}" text-anchor="middle" class="axis">'
+                f'{escape(xlabel)}</text>')
+    return _svg(title, body, height)
+
+
+def placeholder(title: str, text: str) -> str:
+    body = [f'<rect x="1" y="1" width="{W - 2}" height="{118}" fill="#f8fafc" stroke="#cbd5e1" '
+            'stroke-dasharray="5 4"/>',
+            f'<text x="{W / 2:.0f}" y="64" text-anchor="middle" class="axis">{escape(text)}</text>']
+    return _svg(title, body, 120)

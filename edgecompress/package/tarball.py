@@ -1,0 +1,146 @@
+"""Deterministic release tarballs and safe extraction.
+
+Writing: entries sorted by path under one top folder `<name>-<version>/`, mtime 0, uid/gid 0, empty owner
+names, modes 0755 (folders) / 0644 (files), PAX-free USTAR/GNU headers, gzip header without name or timestamp.
+Reading: every member is checked before anything is extracted: no absolute paths, no `..`, nothing but
+regular files and folders (no symlinks, hardlinks, devices, FIFOs), no duplicates, one top folder; then only
+the checked regular files are extracted (tarfile's `data` filter on top).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+from pathlib import Path, PurePosixPath
+
+GZIP_LEVEL = 9
+
+
+def release_files(root: Path) -> list[str]:
+    """Relative POSIX paths of every regular file under `root`, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fn in filenames:
+            out.append((Path(dirpath) / fn).relative_to(root).as_posix())
+    return sorted(out)
+
+
+def _info(name: str, *, is_dir: bool, size: int = 0) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    ti.mode = 0o755 if is_dir else 0o644
+    ti.mtime = 0
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.size = 0 if is_dir else size
+    return ti
+
+
+def tar_bytes(root: Path, top: str) -> bytes:
+    """The release folder `root` as a gzip'd tar whose bytes depend only on the files' paths and contents."""
+    files = release_files(root)
+    dirs = sorted({str(PurePosixPath(f).parent) for f in files if "/" in f})
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        tf.addfile(_info(top, is_dir=True))
+        entries = [(d, True) for d in dirs] + [(f, False) for f in files]
+        for rel, is_dir in sorted(entries):
+            if is_dir:
+                tf.addfile(_info(f"{top}/{rel}", is_dir=True))
+            else:
+                data = (root / rel).read_bytes()
+                tf.addfile(_info(f"{top}/{rel}", is_dir=False, size=len(data)), io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=GZIP_LEVEL) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def check_members(members: list[tarfile.TarInfo]) -> tuple[list[str], list[tarfile.TarInfo], str | None]:
+    """(failures, safe regular-file members, the top folder name)."""
+    failures: list[str] = []
+    safe: list[tarfile.TarInfo] = []
+    seen: set[str] = set()
+    tops: set[str] = set()
+    for m in members:
+        name = m.name
+        p = PurePosixPath(name)
+        bad = False
+        if name.startswith("/") or p.is_absolute() or (len(name) > 1 and name[1] == ":"):
+            failures.append(f"tarball: entry {name!r} has an absolute path")
+            bad = True
+        if ".." in p.parts:
+            failures.append(f"tarball: entry {name!r} contains '..' (path traversal)")
+            bad = True
+        if m.issym() or m.islnk():
+            failures.append(f"tarball: entry {name!r} is a {'symlink' if m.issym() else 'hardlink'} "
+                            f"(to {m.linkname!r}); releases hold regular files only")
+            bad = True
+        elif m.ischr() or m.isblk() or m.isfifo() or m.isdev():
+            failures.append(f"tarball: entry {name!r} is a device or FIFO; releases hold regular files only")
+            bad = True
+        elif not (m.isfile() or m.isdir()):
+            failures.append(f"tarball: entry {name!r} has unsupported type {m.type!r}")
+            bad = True
+        norm = str(p)
+        if norm in seen:
+            failures.append(f"tarball: entry {name!r} appears more than once")
+            bad = True
+        seen.add(norm)
+        if not bad and p.parts:
+            tops.add(p.parts[0])
+            if m.isfile():
+                if len(p.parts) < 2:
+                    failures.append(f"tarball: file {name!r} lies outside the release's top folder")
+                else:
+                    safe.append(m)
+    top = None
+    if len(tops) > 1:
+        failures.append(f"tarball: expected one top folder, found {sorted(tops)}")
+    elif tops:
+        top = next(iter(tops))
+    return failures, safe, top
+
+
+def extract_checked(tar_path: Path, dest: Path) -> tuple[list[str], str | None]:
+    """Check every member; extract only the safe regular files of the top folder into `dest`.
+
+    Returns (failures, top folder name). `dest` receives the top folder's contents (without the top folder).
+    """
+    try:
+        tf = tarfile.open(tar_path, mode="r:gz")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        return [f"tarball: cannot read {tar_path.name} as a gzip'd tar ({exc})"], None
+    with tf:
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            return [f"tarball: corrupt archive ({exc})"], None
+        failures, safe, top = check_members(members)
+        if top is None:
+            return failures or ["tarball: empty archive"], None
+        for m in safe:
+            parts = PurePosixPath(m.name).parts
+            if parts[0] != top:
+                continue
+            rel = PurePosixPath(*parts[1:])
+            target = dest.joinpath(*rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(m)
+            if src is None:
+                failures.append(f"tarball: cannot read entry {m.name!r}")
+                continue
+            try:
+                target.write_bytes(src.read())
+            except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+                failures.append(f"tarball: entry {m.name!r} cannot be read ({exc})")
+    return failures, top
+
+
+def zlib_error() -> type[BaseException]:
+    import zlib
+
+    return zlib.error
