@@ -1,0 +1,73 @@
+"""`edgecompress inspect MODEL.onnx`: I/O, opset, ops, params, MACs, quantization state, size (torch-free)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import console, emit_json, handle_errors, json_option
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--per-node", is_flag=True, help="Also list the MACs of every Conv/Gemm/MatMul node.")
+@json_option
+@handle_errors
+def inspect_cmd(model: str, per_node: bool, as_json: bool) -> None:
+    """Show an ONNX model's inputs/outputs, opset, op histogram, parameters, MACs and quantization state.
+
+    \b
+    Examples:
+      edgecompress inspect model.onnx
+      edgecompress inspect model_int8.onnx --json
+    """
+    from ..onnxgraph.inspect import human_bytes, human_count, inspect
+
+    rep = inspect(model)
+    if as_json:
+        d = rep.to_dict()
+        if not per_node:
+            d["macs"].pop("per_node", None)
+        emit_json(d)
+        return
+    from rich.table import Table
+
+    c = console()
+    ext = f" + {human_bytes(rep.total_size_bytes - rep.file_size_bytes)} external data" if rep.external_data else ""
+    c.print(f"[bold]{rep.path}[/bold]  {human_bytes(rep.file_size_bytes)}{ext}  opset {rep.opset}  "
+            f"ir {rep.ir_version}  {rep.producer}")
+    io = Table(title="inputs / outputs")
+    for col in ("", "name", "shape", "dtype"):
+        io.add_column(col)
+    for kind, specs in (("in", rep.inputs), ("out", rep.outputs)):
+        for s in specs:
+            io.add_row(kind, s["name"], "x".join(str(d) if d is not None else "?" for d in s["shape"]) or "scalar",
+                       s["dtype"])
+    c.print(io)
+    c.print(f"nodes {rep.nodes}   params {human_count(rep.params)} ({human_bytes(rep.params_bytes)})   "
+            f"MACs {human_count(rep.macs.total)}   quantization {rep.quantization}")
+    if rep.int8:
+        c.print(f"int8 compute: {rep.int8['int8']}/{rep.int8['total']} Conv/MatMul/Gemm nodes "
+                f"({rep.int8['int8_fraction']:.0%})")
+    ops = Table(title="ops")
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    ops.add_column("MACs", justify="right")
+    for op, n in rep.op_histogram.items():
+        m = rep.macs.by_op_type.get(op)
+        ops.add_row(op, str(n), human_count(m) if m is not None else "")
+    c.print(ops)
+    if per_node and rep.macs.per_node:
+        pn = Table(title="MACs per node")
+        pn.add_column("node")
+        pn.add_column("MACs", justify="right")
+        for name, m in rep.macs.per_node.items():
+            pn.add_row(name, f"{m:,}")
+        c.print(pn)
+    for note in rep.symbolic_dims and [f"symbolic dims: {', '.join(rep.symbolic_dims)}"] or []:
+        c.print(note)
+    for note in rep.macs.symbolic + rep.macs.uncounted + rep.notes:
+        c.print(f"note: {note}")
+    for row in rep.external_data:
+        c.print(f"external data: {row['location']} ({human_bytes(row['bytes'])}, {row['tensors']} tensors)")
+    if rep.checker != "ok":
+        c.print(f"[yellow]checker: {rep.checker}[/yellow]")

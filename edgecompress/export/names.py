@@ -1,0 +1,77 @@
+"""Value names defined more than once (ORT: "Duplicate definition of name").
+
+Seen on a real BERT export: a requested output name equals an internal value or initializer name, so the
+graph defines it twice and ONNX Runtime refuses to load the file. `fix_duplicate_names` renames every earlier
+definition (and the uses that read it) so that graph outputs keep the user-facing names.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import onnx
+
+
+def duplicate_names(graph: onnx.GraphProto) -> list[str]:
+    """Names defined more than once by graph inputs, initializers and node outputs."""
+    defs = Counter([i.name for i in graph.input] + [t.name for t in graph.initializer if t.name not in
+                                                    {i.name for i in graph.input}]
+                   + [o for n in graph.node for o in n.output if o])
+    return sorted(name for name, k in defs.items() if k > 1)
+
+
+def fix_duplicate_names(graph: onnx.GraphProto) -> list[str]:
+    """Rename all but the last definition of each duplicated name; returns one note per renamed definition.
+
+    Uses are rewired in graph order: a node reads the most recent definition before it, as the exporter meant.
+    """
+    dups = set(duplicate_names(graph))
+    if not dups:
+        return []
+    taken = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {
+        o for n in graph.node for o in n.output}
+    total = Counter([i.name for i in graph.input] + [t.name for t in graph.initializer if t.name not in
+                                                     {i.name for i in graph.input}]
+                    + [o for n in graph.node for o in n.output if o])
+    outputs = {o.name for o in graph.output}
+    inputs = {i.name for i in graph.input}
+    # the definition that keeps the name: the last one for a graph output, else the graph input, else the last
+    keeper = {n: (total[n] if n in outputs or n not in inputs else 1) for n in dups}
+    seen: Counter[str] = Counter()
+    current: dict[str, str] = {}
+    notes: list[str] = []
+
+    def fresh(name: str) -> str:
+        k = 1
+        while f"{name}__{k}" in taken:
+            k += 1
+        taken.add(f"{name}__{k}")
+        return f"{name}__{k}"
+
+    def define(name: str, what: str) -> str:
+        if name not in dups:
+            return name
+        seen[name] += 1
+        new = name if seen[name] == keeper[name] else fresh(name)
+        current[name] = new
+        if new != name:
+            notes.append(f"{what} {name!r} renamed to {new!r} (the name was defined {total[name]} times)")
+        return new
+
+    input_names = {i.name for i in graph.input}
+    for vi in graph.input:
+        vi.name = define(vi.name, "graph input")
+    for t in graph.initializer:
+        if t.name not in input_names:
+            t.name = define(t.name, "initializer")
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in current:
+                node.input[i] = current[name]
+        for i, name in enumerate(node.output):
+            if name:
+                node.output[i] = define(name, f"output of node {node.name or node.op_type!r}")
+    keep = [vi for vi in graph.value_info if vi.name not in dups]
+    del graph.value_info[:]
+    graph.value_info.extend(keep)
+    return notes

@@ -1,0 +1,210 @@
+"""Where the PyTorch model comes from: a factory (`path/file.py:factory`, `pkg.mod:factory`), a saved
+ExportedProgram (`.pt2`), or a distill checkpoint (`.pt` dict with 'state_dict' and 'definition'); plus weights.
+
+Every problem is a ModelError (exit 2) with one line naming it. Weights are read with
+`torch.load(weights_only=True)`: a file that pickles code is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+
+def _short(exc: BaseException, limit: int = 240) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _cwd_on_path():
+    """Let `pkg.mod:factory` find packages in the working directory (the console script does not add it)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def load_factory(spec: str, what: str = "model"):
+    """Build the nn.Module returned by `path/file.py:factory` or `package.module:factory`."""
+    from torch import nn
+
+    mod_name, _, attr = str(spec).rpartition(":")
+    if not mod_name or not attr or not attr.isidentifier():
+        raise ModelError(f"{what} {spec!r}: expected path/file.py:factory, package.module:factory or a .pt2 file")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.is_file():
+                raise ModelError(f"{what} file not found: {path}")
+            key = f"_edgecompress_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+            module = sys.modules.get(key)
+            if module is None:
+                loader_spec = importlib.util.spec_from_file_location(key, path)
+                if loader_spec is None or loader_spec.loader is None:
+                    raise ModelError(f"{what} {path} cannot be imported")
+                module = importlib.util.module_from_spec(loader_spec)
+                sys.modules[key] = module
+                try:
+                    loader_spec.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(key, None)
+                    raise
+        else:
+            with _cwd_on_path():
+                module = importlib.import_module(mod_name)
+    except ModelError:
+        raise
+    except ImportError as exc:
+        raise ModelError(f"{what} {spec!r}: cannot import {mod_name!r} ({_short(exc)})") from None
+    except SyntaxError as exc:
+        raise ModelError(f"{what} {spec!r}: syntax error in {mod_name} line {exc.lineno}") from None
+    except Exception as exc:  # user code run at import time
+        raise ModelError(f"{what} {spec!r}: importing {mod_name} raised {type(exc).__name__}: {_short(exc)}") from None
+    fn = getattr(module, attr, None)
+    if fn is None or not callable(fn):
+        raise ModelError(f"{what} {spec!r}: {mod_name} has no callable {attr!r} (unknown factory)")
+    try:
+        model = fn()
+    except Exception as exc:  # user code
+        raise ModelError(f"{what} {spec!r}: factory raised {type(exc).__name__}: {_short(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{what} {spec!r}: factory returned {type(model).__name__}, expected a torch.nn.Module")
+    return model
+
+
+def _torch_load(path: Path, what: str) -> Any:
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise ModelError(f"{what} file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{what} {path} is empty (0 bytes)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = _short(exc, 400)
+        if "Weights only load failed" in text or "Unsupported global" in text or "GLOBAL" in text:
+            raise ModelError(f"{what} {path} pickles Python objects or code, which is refused "
+                             "(torch.load(weights_only=True)); save a plain state_dict instead",
+                             hint="torch.save(model.state_dict(), path)") from None
+        raise ModelError(f"{what} {path}: not a readable torch file (UnpicklingError: {_short(exc)})") from None
+    except Exception as exc:  # zip/EOF/runtime errors of a corrupt file
+        raise ModelError(f"{what} {path}: not a readable torch file ({type(exc).__name__}: {_short(exc)})") from None
+
+
+def read_state_dict(path: str | os.PathLike[str], what: str = "weights") -> dict[str, Any]:
+    """A state_dict from a plain state_dict file or a checkpoint dict with 'state_dict' or 'model'."""
+    import torch
+
+    p = Path(path)
+    obj = _torch_load(p, what)
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"{what} {p}: expected a state_dict (name -> tensor) or a checkpoint dict with a "
+                         "'state_dict' or 'model' key")
+    return obj
+
+
+def load_weights(model, path: str | os.PathLike[str], what: str = "weights") -> None:
+    sd = read_state_dict(path, what)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    extra = sorted(set(sd) - set(own))
+    bad = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
+    if missing or extra or bad:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
+        if extra:
+            parts.append(f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}")
+        if bad:
+            k = bad[0]
+            parts.append(f"shape of {k}: file {list(sd[k].shape)} vs model {list(own[k].shape)}")
+        raise ModelError(f"{what} {path} do not fit the model: {'; '.join(parts)}")
+    model.load_state_dict(sd)
+
+
+def load_program(path: Path):
+    """A saved torch.export ExportedProgram (.pt2)."""
+    import torch
+
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        return torch.export.load(str(path))
+    except Exception as exc:  # corrupt archive, version mismatch
+        raise ModelError(f"model {path}: not a loadable ExportedProgram ({type(exc).__name__}: {_short(exc)})") from None
+
+
+def program_inputs(ep) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, example shape, dtype) of a program's user inputs, from the fake tensors it recorded."""
+    out = []
+    user = set(ep.graph_signature.user_inputs)
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            val = node.meta.get("val")
+            if val is None or not hasattr(val, "shape"):
+                raise ModelError(f"program input {node.name!r} has no recorded tensor shape; pass --input")
+            shape = tuple(int(d) if str(d).isdigit() else 2 for d in val.shape)
+            out.append((node.name, shape, str(val.dtype).replace("torch.", "")))
+    return out
+
+
+def load_source(model: str, weights: str | None = None):
+    """(nn.Module or ExportedProgram, kind, input names from a checkpoint or None)."""
+    s = str(model)
+    p = Path(s)
+    if p.suffix == ".pt2" and ":" not in p.name:
+        if weights:
+            raise ModelError("--weights does not apply to a .pt2 ExportedProgram (its weights are inside it)")
+        return load_program(p), "pt2", None
+    if p.suffix in (".pt", ".pth", ".ckpt") and ":" not in p.name:
+        return _load_checkpoint(p, weights)
+    if ":" not in s:
+        if p.exists():
+            raise ModelError(f"model {p}: unsupported file type {p.suffix or '(none)'}; expected "
+                             "path/file.py:factory, package.module:factory, a .pt2 ExportedProgram or a distill "
+                             "checkpoint (.pt)")
+        raise ModelError(f"model {s!r}: expected path/file.py:factory, package.module:factory or a .pt2 file")
+    module = load_factory(s)
+    if weights:
+        load_weights(module, weights)
+    return module, "factory", None
+
+
+def _load_checkpoint(p: Path, weights: str | None):
+    """A distill checkpoint: {'state_dict': ..., 'definition': SPEC, 'input_names': [...]}."""
+    ckpt = _torch_load(p, "model checkpoint")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not ckpt.get("definition"):
+        raise ModelError(f"model checkpoint {p}: expected a dict with 'state_dict' and 'definition' (a distill "
+                         "checkpoint); for a bare state_dict give MODEL as a factory and --weights FILE")
+    definition = str(ckpt["definition"])
+    names = ckpt.get("input_names") if isinstance(ckpt.get("input_names"), (list, tuple)) else None
+    if definition.startswith("derived:"):
+        pt2 = p.with_suffix(".pt2")
+        if not pt2.is_file():
+            raise ModelError(f"model checkpoint {p} holds a derived student; its program {pt2.name} is missing")
+        return load_program(pt2), "pt2", names
+    module = load_factory(definition, "checkpoint definition")
+    load_weights(module, weights or p, "weights" if weights else "checkpoint weights")
+    return module, "checkpoint", names

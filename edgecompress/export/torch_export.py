@@ -1,0 +1,149 @@
+"""Run torch.onnx.export quietly: the dynamo exporter first, the TorchScript exporter as a noted fallback.
+
+Exporter chatter (prints, warnings, torch logging, C-level writes to fd 1/2) is captured into a string that the
+report keeps (the CLI shows it with --debug) instead of spamming the user's terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import UnsupportedError
+from .config import InputSpec
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.text = ""
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[Captured]:
+    """Swallow stdout/stderr (Python and fd level), warnings and log records; keep them in `.text`."""
+    cap = Captured()
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    root = logging.getLogger()
+    saved_handlers = root.handlers[:]
+    torch_logger = logging.getLogger("torch")
+    saved_torch = (torch_logger.handlers[:], torch_logger.propagate)
+    fds: list[tuple[int, int]] = []
+    tmp = tempfile.TemporaryFile(mode="w+b")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    for fd in (1, 2):
+        try:
+            fds.append((fd, os.dup(fd)))
+            os.dup2(tmp.fileno(), fd)
+        except OSError:
+            pass
+    root.handlers = [handler]
+    torch_logger.handlers = []
+    torch_logger.propagate = True
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf), \
+                contextlib.redirect_stderr(buf):
+            warnings.simplefilter("always")
+            try:
+                yield cap
+            finally:
+                for w in caught:
+                    buf.write(f"{w.category.__name__}: {w.message}\n")
+    finally:
+        with contextlib.suppress(Exception):
+            sys.__stdout__.flush()
+            sys.__stderr__.flush()
+        for fd, saved in fds:
+            os.dup2(saved, fd)
+            os.close(saved)
+        root.handlers = saved_handlers
+        torch_logger.handlers, torch_logger.propagate = saved_torch
+        tmp.seek(0)
+        fd_text = tmp.read().decode("utf-8", "replace")
+        tmp.close()
+        cap.text = buf.getvalue() + fd_text
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def export_dynamo(model, args: tuple, specs: list[InputSpec], output_names: list[str], dest: Path,
+                  opset: int | None) -> None:
+    import torch
+
+    dims: dict[str, Any] = {}
+    dynamic_shapes = None
+    if any(s.dynamic for s in specs):
+        def dim(name: str):
+            if name not in dims:
+                dims[name] = torch.export.Dim(name)
+            return dims[name]
+
+        dynamic_shapes = tuple({a: dim(n) for a, n in s.dynamic.items()} or None for s in specs)
+    kwargs: dict[str, Any] = {"dynamo": True, "input_names": [s.name for s in specs],
+                              "output_names": output_names, "external_data": False, "optimize": True,
+                              "verify": False, "report": False, "dynamic_shapes": dynamic_shapes}
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    prog = torch.onnx.export(model, args, None, **kwargs)
+    prog.save(str(dest), external_data=False)
+
+
+def export_torchscript(model, args: tuple, specs: list[InputSpec], output_names: list[str], dest: Path,
+                       opset: int | None) -> None:
+    import torch
+
+    dynamic_axes = {s.name: dict(s.dynamic) for s in specs if s.dynamic} or None
+    kwargs: dict[str, Any] = {"dynamo": False, "input_names": [s.name for s in specs], "output_names": output_names,
+                              "dynamic_axes": dynamic_axes, "do_constant_folding": True}
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    torch.onnx.export(model, args, str(dest), **kwargs)
+
+
+def run_export(model, ts_model, args: tuple, specs: list[InputSpec], output_names: list[str], dest: Path, *,
+               opset: int | None, exporter: str) -> tuple[str, list[str], str]:
+    """Export to `dest` (`model` for dynamo: a module or an ExportedProgram; `ts_model` for TorchScript).
+
+    Returns (exporter used, notices, captured exporter log).
+    """
+    cap = Captured()
+    notices: list[str] = []
+    logs: list[str] = []
+    if exporter in ("auto", "dynamo"):
+        try:
+            with captured_output() as cap:
+                export_dynamo(model, args, specs, output_names, dest, opset)
+            logs.append(cap.text)
+            return "dynamo", notices, "".join(logs)
+        except Exception as exc:  # the dynamo exporter fails in many ways (graph breaks, unsupported ops)
+            logs.append(cap.text + f"\ndynamo exporter failed: {type(exc).__name__}: {exc}\n")
+            if exporter == "dynamo":
+                raise UnsupportedError(f"the dynamo exporter failed: {type(exc).__name__}: {_short(exc)}",
+                                       hint="try --exporter torchscript, or --debug for the exporter log") from None
+            notices.append(f"the dynamo exporter failed ({type(exc).__name__}: {_short(exc, 160)}); "
+                           "fell back to the TorchScript exporter")
+            with contextlib.suppress(FileNotFoundError):
+                dest.unlink()
+    try:
+        with captured_output() as cap:
+            export_torchscript(ts_model, args, specs, output_names, dest, opset)
+        logs.append(cap.text)
+    except Exception as exc:
+        logs.append(cap.text)
+        first = f"; dynamo: {notices[0]}" if notices else ""
+        raise UnsupportedError(f"the TorchScript exporter failed: {type(exc).__name__}: {_short(exc)}{first}",
+                               hint="re-run with --debug for the exporter log") from None
+    return "torchscript", notices, "".join(logs)
