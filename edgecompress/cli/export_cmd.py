@@ -12,7 +12,7 @@ from .common import console, emit_json, handle_errors, json_option
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
               help="A model input, in forward() order; dims: 16 (static), seq (dynamic, example 2), seq=16. "
                    "Repeat per input.")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
+@click.option("--out", "-o", required=True, metavar="FILE.onnx", help="Output .onnx file.")
 @click.option("--weights", default=None, metavar="FILE",
               help="state_dict file (or checkpoint dict with 'state_dict'/'model'), read with weights_only=True.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")

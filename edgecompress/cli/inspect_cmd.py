@@ -8,7 +8,7 @@ from .common import console, emit_json, handle_errors, json_option
 
 
 @click.command("inspect")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.option("--per-node", is_flag=True, help="Also list the MACs of every Conv/Gemm/MatMul node.")
 @json_option
 @handle_errors

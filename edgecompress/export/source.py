@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,9 @@ def _torch_load(path: Path, what: str) -> Any:
     if path.stat().st_size == 0:
         raise ModelError(f"{what} {path} is empty (0 bytes)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = _short(exc, 400)
         if "Weights only load failed" in text or "Unsupported global" in text or "GLOBAL" in text:
