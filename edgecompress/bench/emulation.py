@@ -102,7 +102,7 @@ def setup_emulation(*, root: Path | None = None, suite: str = DEFAULT_SUITE, mir
         info["cached"] = True
         return info
     if os.geteuid() != 0:
-        raise UnsupportedError("--setup-emulation needs root (debootstrap and chroot)",
+        raise UnsupportedError("--setup-emulation needs root (debootstrap creates device nodes)",
                                hint="run it once as root, or under sudo; EDGECOMPRESS_ARM64_ROOT chooses where")
     qemu = qemu_binary()
     if qemu is None or shutil.which("debootstrap") is None:
@@ -114,6 +114,22 @@ def setup_emulation(*, root: Path | None = None, suite: str = DEFAULT_SUITE, mir
     if work.exists():
         shutil.rmtree(work)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+    try:
+        info = _build(work, suite, mirror, qemu, ort_version, env, log, t0)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    info["root"] = str(root)
+    (work / READY).write_text(json.dumps(info, indent=2))
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(work, root)
+    info["cached"] = False
+    return info
+
+
+def _build(work: Path, suite: str, mirror: str, qemu: str, ort_version: str | None, env: dict,
+           log: Callable[[str], None], t0: float) -> dict:
     _run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase", "--include=python3-minimal,python3-numpy",
           suite, str(work), mirror], log, 1200, "debootstrap (first stage)", env)
     # The second stage (maintainer scripts) needs binfmt_misc, which containers often lack; python and numpy only
@@ -130,7 +146,7 @@ def setup_emulation(*, root: Path | None = None, suite: str = DEFAULT_SUITE, mir
             raise RuntimeFailure(f"emulation setup: cannot unpack {deb.name}: {tar.stderr.decode()[-300:]}")
         deb.unlink()
     _alternatives(work)
-    shutil.copy2(qemu, work / "usr/bin/qemu-aarch64-static")
+    _fake_cpu(work)
     t_root = time.monotonic() - t0
     probe = _run([qemu, "-L", str(work), str(work / "usr/bin/python3"), "-c",
                   "import sys, numpy; print('%d.%d' % sys.version_info[:2], numpy.__version__)"],
@@ -152,15 +168,10 @@ def setup_emulation(*, root: Path | None = None, suite: str = DEFAULT_SUITE, mir
     probe = _run([qemu, "-L", str(work), str(work / "usr/bin/python3"), "-c",
                   "import onnxruntime as o; "
                   "print(o.__version__)"], log, 600, "importing onnxruntime under qemu", env)
-    info = {"root": str(root), "suite": suite, "python": py_ver, "numpy": np_ver,
+    return {"suite": suite, "python": py_ver, "numpy": np_ver,
             "onnxruntime": probe.strip().splitlines()[-1], "wheel": wheels[-1].name,
-            "debootstrap_s": round(t_root, 1), "setup_s": round(time.monotonic() - t0, 1)}
-    (work / READY).write_text(json.dumps(info, indent=2))
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(work, root)
-    info["cached"] = False
-    return info
+            "debootstrap_s": round(t_root, 1), "setup_s": round(time.monotonic() - t0, 1),
+            "cpu": f"{FAKE_CPUS}x Cortex-A76-like ({FAKE_FEATURES})"}
 
 
 def _alternatives(root: Path) -> None:
@@ -171,6 +182,32 @@ def _alternatives(root: Path) -> None:
             link = libdir / lib.name
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(f"{sub}/{lib.name}")
+
+
+FAKE_CPUS = 2
+# A Cortex-A76-like core (NEON + dot product), as on a Raspberry Pi 5 or a recent phone; qemu's default `max`
+# CPU implements all of these, so ORT's MLAS picks the same sdot int8 kernels it picks on such a device.
+FAKE_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
+
+
+def _fake_cpu(root: Path) -> None:
+    """An arm64 /proc/cpuinfo and sysfs cpu lists inside the root.
+
+    Under `qemu -L ROOT`, files present in ROOT shadow the host's, so onnxruntime's cpuinfo library reads an
+    arm64 description instead of the host's x86 one (with the x86 one it crashes while importing).
+    """
+    proc = root / "proc"
+    if proc.is_symlink() or proc.is_file():
+        proc.unlink()
+    proc.mkdir(exist_ok=True)
+    block = ("processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: " + FAKE_FEATURES + "\nCPU implementer\t: 0x41\n"
+             "CPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n")
+    (proc / "cpuinfo").write_text("".join(block.format(i=i) for i in range(FAKE_CPUS)))
+    cpu = root / "sys/devices/system/cpu"
+    cpu.mkdir(parents=True, exist_ok=True)
+    for name, value in (("possible", f"0-{FAKE_CPUS - 1}"), ("present", f"0-{FAKE_CPUS - 1}"),
+                        ("online", f"0-{FAKE_CPUS - 1}"), ("kernel_max", "255")):
+        (cpu / name).write_text(value + "\n")
 
 
 def emulation_failure(text: str) -> RemoteError:
