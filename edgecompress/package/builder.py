@@ -62,7 +62,7 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
     out = Path(out)
     check_output_dir(out, what="release folder")
     tar_path = tarball_path(out)
-    if config.tarball:
+    if config.tarball and tar_path.parent.is_dir():
         check_output_path(tar_path, what="release tarball")
     base_path = None
     if baseline is not None:

@@ -190,7 +190,7 @@ def _write_table(b: Any, name: str, values: dict[int, Any]) -> int:
             b.StartVector(flags.bytewidth, n, align)
             b.head = b.head - len(v)
             b.Bytes[b.head:b.head + len(v)] = v
-            refs[slot] = b.EndVector(n)
+            refs[slot] = b.EndVector()
         elif f.kind == "vec_string":
             offs = [b.CreateString(s) for s in v]
             refs[slot] = _offset_vector(b, offs)
@@ -202,7 +202,7 @@ def _write_table(b: Any, name: str, values: dict[int, Any]) -> int:
             for raw in reversed(v):
                 b.head = b.head - len(raw)
                 b.Bytes[b.head:b.head + len(raw)] = raw
-            refs[slot] = b.EndVector(len(v))
+            refs[slot] = b.EndVector()
     b.StartObject(_num_slots(name))
     for slot in sorted(values):
         f, v = fields[slot], values[slot]
@@ -222,7 +222,7 @@ def _offset_vector(b: Any, offs: list[int]) -> int:
     b.StartVector(4, len(offs), 4)
     for off in reversed(offs):
         b.PrependUOffsetTRelative(off)
-    return b.EndVector(len(offs))
+    return b.EndVector()
 
 
 def read_ort(data: bytes) -> dict[int, Any]:

@@ -89,7 +89,7 @@ def render(m: dict[str, Any], *, points: list[dict[str, Any]], sensitivity: list
         _card("p90 latency", f"{lat_ms['p90']:.3f} ms" if "p90" in lat_ms else "—",
               f"p50 {lat_ms['p50']:.3f} ms · {lat.get('source', '')}" if "p50" in lat_ms else lat.get("note", "")),
         _card("accuracy (top-1)", _pct(acc.get("model")),
-              f"baseline {_pct(acc.get('baseline'))} · Δ {_pct(acc.get('delta'))}" if acc.get("baseline") is not None
+              f"baseline {_pct(acc.get('baseline'))} · Δ {100 * acc['delta']:+.2f} pts" if acc.get("delta") is not None
               else f"{acc.get('samples', 0)} eval samples" if acc else "no eval data"),
         _card("agreement with baseline", _pct(acc.get("top1_agreement")),
               f"max |Δ| {_fmt(acc.get('max_abs_error_vs_baseline'))}" if acc else ""),
@@ -115,10 +115,18 @@ def render(m: dict[str, Any], *, points: list[dict[str, Any]], sensitivity: list
         lt, title="latency vs accuracy", xlabel="p90 latency (ms)", ylabel="top-1 accuracy"),
         "" if lt else "needs latency per variant (a bench report) and accuracy"))
     marks = {k: lat_ms[k] for k in ("p50", "p90", "p99") if k in lat_ms}
-    figs.append(_figure("Latency CDF (release model)", svgplot.cdf(
-        latency_samples, title="latency CDF", xlabel="latency per run (ms)", marks=marks),
-        f"{len(latency_samples)} runs, source: {lat.get('source', 'none')}" if latency_samples
-        else lat.get("note", "latency not measured")))
+    if latency_samples:
+        figs.append(_figure("Latency CDF (release model)", svgplot.cdf(
+            latency_samples, title="latency CDF", xlabel="latency per run (ms)", marks=marks),
+            f"{len(latency_samples)} runs, source: {lat.get('source', 'none')}"))
+    elif lat_ms:
+        figs.append(_figure("Latency CDF (release model)", svgplot.cdf_from_percentiles(
+            lat_ms, title="latency CDF", xlabel="latency per run (ms)"),
+            f"drawn through the percentiles of the {lat.get('source', '')} (no raw samples given): "
+            + ", ".join(f"{k} {lat_ms[k]:.3f} ms" for k in ("p95", "p99", "max") if k in lat_ms)))
+    else:
+        figs.append(_figure("Latency CDF (release model)", svgplot.placeholder("latency CDF", "latency not measured"),
+                            lat.get("note", "")))
     if sensitivity:
         figs.append(_figure("Per-layer quantization sensitivity (top 16)", svgplot.hbars(
             sensitivity, title="sensitivity", xlabel="sensitivity score (higher = more sensitive)")))

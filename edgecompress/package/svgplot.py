@@ -11,7 +11,8 @@ from html import escape
 
 W, H = 560, 320
 PAD_L, PAD_R, PAD_T, PAD_B = 64, 24, 28, 52
-PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04")
+PALETTE = ("#2563eb", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04", "#db2777")
+HIGHLIGHT = "#dc2626"
 
 
 def _f(x: float) -> str:
@@ -100,15 +101,23 @@ def scatter(points: list[tuple[float, float, str, bool]], *, title: str, xlabel:
     if len(points) > 1:
         path = " ".join(f"{_f(ax.x(x))},{_f(ax.y(y))}" for x, y, _, _ in points)
         body.append(f'<polyline points="{path}" fill="none" stroke="#94a3b8" stroke-dasharray="4 3"/>')
-    for i, (x, y, label, hl) in enumerate(points):
-        color = "#dc2626" if hl else PALETTE[i % len(PALETTE)]
+    merged: list[list] = []  # points drawn within a few pixels share one marker and one label
+    for x, y, label, hl in points:
+        near = next((m for m in merged if abs(ax.x(m[0]) - ax.x(x)) < 8 and abs(ax.y(m[1]) - ax.y(y)) < 8), None)
+        if near is not None:
+            near[2].append(label)
+            near[3] = near[3] or hl
+        else:
+            merged.append([x, y, [label], hl])
+    for i, (x, y, labels, hl) in enumerate(merged):
+        color = HIGHLIGHT if hl else PALETTE[i % len(PALETTE)]
         r = 7 if hl else 5
         cx, cy = ax.x(x), ax.y(y)
         body.append(f'<circle cx="{_f(cx)}" cy="{_f(cy)}" r="{r}" fill="{color}" stroke="#fff" stroke-width="1.5"/>')
         anchor = "end" if cx > W * 0.7 else "start"
         dx = -10 if anchor == "end" else 10
-        body.append(f'<text x="{_f(cx + dx)}" y="{_f(cy - 8 - (i % 2) * 10)}" text-anchor="{anchor}" '
-                    f'class="{"hl" if hl else "lbl"}">{escape(label)}</text>')
+        body.append(f'<text x="{_f(cx + dx)}" y="{_f(cy - 8)}" text-anchor="{anchor}" '
+                    f'class="{"hl" if hl else "lbl"}">{escape(" = ".join(labels))}</text>')
     return _svg(title, body)
 
 
@@ -134,6 +143,27 @@ def cdf(samples: list[float], *, title: str, xlabel: str, marks: dict[str, float
     return _svg(title, body)
 
 
+def cdf_from_percentiles(lat: dict[str, float], *, title: str, xlabel: str) -> str:
+    """Approximate CDF through the known percentiles (min, p50, p90, p95, p99, max) when no raw samples exist."""
+    known = [("min", 0.0), ("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)]
+    pts = [(float(lat[k]), q, k) for k, q in known if isinstance(lat.get(k), (int, float))]
+    pts.sort()
+    if len(pts) < 2:
+        return placeholder(title, "no latency data")
+    ax = _Axes([p[0] for p in pts], [0.0, 1.0], y_range=(0.0, 1.0))
+    body = ax.frame(xlabel, "fraction of runs")
+    line = " ".join(f"{_f(ax.x(x))},{_f(ax.y(q))}" for x, q, _ in pts)
+    body.append(f'<polyline points="{line}" fill="none" stroke="#2563eb" stroke-width="2"/>')
+    for x, q, k in pts:
+        body.append(f'<circle cx="{_f(ax.x(x))}" cy="{_f(ax.y(q))}" r="4" fill="#2563eb" stroke="#fff"/>')
+        if k not in ("min", "p50", "p90"):
+            continue  # the upper tail's points crowd together; their values are in the caption
+        anchor = "end" if ax.x(x) > W * 0.7 else "start"
+        body.append(f'<text x="{_f(ax.x(x) + (-8 if anchor == "end" else 8))}" y="{_f(ax.y(q) + 4)}" '
+                    f'text-anchor="{anchor}" class="lbl">{k} {x:.3f}</text>')
+    return _svg(title, body)
+
+
 def hbars(items: list[tuple[str, float]], *, title: str, xlabel: str, max_items: int = 16) -> str:
     """Horizontal bars (largest first), labels on the left."""
     items = items[:max_items]
@@ -142,6 +172,7 @@ def hbars(items: list[tuple[str, float]], *, title: str, xlabel: str, max_items:
     row = 20
     height = PAD_T + row * len(items) + PAD_B
     left = 190
+    right = 56  # room for the value labels
     vmax = max(v for _, v in items) or 1.0
     vmin = min(0.0, min(v for _, v in items))
     span = (vmax - vmin) or 1.0
@@ -149,14 +180,14 @@ def hbars(items: list[tuple[str, float]], *, title: str, xlabel: str, max_items:
     for t in _nice_ticks(vmin, vmax, 4):
         if t > vmax * 1.0001 and t != 0:
             continue
-        xx = left + (t - vmin) / span * (W - left - PAD_R)
+        xx = left + (t - vmin) / span * (W - left - right)
         body.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{PAD_T - 4}" y2="{height - PAD_B + 4}" stroke="#e2e8f0"/>')
         body.append(f'<text x="{xx:.1f}" y="{height - PAD_B + 18}" text-anchor="middle" class="tick">'
                     f'{_fmt_tick(t)}</text>')
     for i, (name, v) in enumerate(items):
         y = PAD_T + i * row
-        x0 = left + (0 - vmin) / span * (W - left - PAD_R)
-        x1 = left + (v - vmin) / span * (W - left - PAD_R)
+        x0 = left + (0 - vmin) / span * (W - left - right)
+        x1 = left + (v - vmin) / span * (W - left - right)
         label = name if len(name) <= 28 else "…" + name[-27:]
         body.append(f'<text x="{left - 6}" y="{y + row / 2:.1f}" text-anchor="end" dominant-baseline="middle" '
                     f'class="lbl">{escape(label)}</text>')
@@ -164,7 +195,7 @@ def hbars(items: list[tuple[str, float]], *, title: str, xlabel: str, max_items:
                     f'fill="{PALETTE[0]}" rx="2"/>')
         body.append(f'<text x="{max(x0, x1) + 4:.1f}" y="{y + row / 2:.1f}" dominant-baseline="middle" '
                     f'class="tick">{v:.4g}</text>')
-    body.append(f'<text x="{(left + W - PAD_R) / 2:.1f}" y="{height - 8}" text-anchor="middle" class="axis">'
+    body.append(f'<text x="{(left + W - right) / 2:.1f}" y="{height - 8}" text-anchor="middle" class="axis">'
                 f'{escape(xlabel)}</text>')
     return _svg(title, body, height)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,7 @@ def _check_runtime(root: Path, files: list[str], failures: list[str], checks: li
         tol_doc = json.loads((root / TOLERANCE).read_text(encoding="utf-8"))
         tol = float(tol_doc["rel_tol"])
         out_names = list(tol_doc.get("outputs") or sorted(expected))
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         failures.append(f"sample/: unreadable ({type(exc).__name__}: {exc})")
         return
     if set(out_names) != set(expected):
