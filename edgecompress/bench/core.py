@@ -24,7 +24,7 @@ from ..onnxgraph.io import input_specs, load_model
 from ..onnxgraph.runtime import compare_outputs
 from ..targets import TargetProfile, get_target
 from .config import BenchConfig
-from .emulation import EMULATION_NOTE
+from .emulation import EMULATION_NOTE, require_root
 from .report import BenchReport, ModelResult, RatioResult
 from .stats import block_size, interleaved_ratios
 from .transport import EmulatedTransport, LocalTransport, stage_runner
@@ -47,6 +47,8 @@ def bench(models: Sequence[Any], config: BenchConfig, *, data: Any = None, targe
     specs = [input_specs(load_model(p)) for p in paths]
     threads = config.threads or (prof.threads,)
     feed_data = load_data(data, what="bench data") if data is not None else None
+    if config.emulate:
+        require_root()  # fail before any timing when the arm64 root is missing
     warnings: list[str] = []
     remote = config.remote_spec
     if remote is not None and remote.kind == "adb":
@@ -153,7 +155,7 @@ def _fidelity(staging: Path, raw: list[dict], labels, config: BenchConfig) -> li
     outs = [_load_outputs(staging / r["outputs_file"]) for r in raw]
     ref_names, ref = outs[0]
     res: list[dict | None] = []
-    for i, (names, got) in enumerate(outs):
+    for i, (_, got) in enumerate(outs):
         d: dict[str, Any] = {"baseline": "self" if i == 0 else "model 0", "samples": len(got[0]) if got else 0}
         if i > 0:
             if len(got) != len(ref):

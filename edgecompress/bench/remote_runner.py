@@ -14,6 +14,7 @@ feeds.npz keys are "<index>/<input name>"; without it, random feeds are drawn fr
 Prints one line `@@EDGECOMPRESS@@{json}` on stdout. Errors give {"ok": false, "error_kind", "message"} and exit 3.
 """
 
+# ruff: noqa: UP031, B905  (runs on device pythons down to 3.8: no zip(strict=))
 from __future__ import annotations
 
 import json

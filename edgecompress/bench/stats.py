@@ -24,7 +24,7 @@ def interleaved_ratios(paths: Sequence[str], round_latency_ms: Sequence[Sequence
     """Per round, latency of model i over the baseline's (model 0) in the same round; median and spread."""
     base = np.asarray(round_latency_ms[0], dtype=np.float64)
     out = []
-    for path, lat in zip(paths[1:], round_latency_ms[1:]):
+    for path, lat in zip(paths[1:], round_latency_ms[1:], strict=True):
         r = np.asarray(lat, dtype=np.float64) / np.maximum(base, 1e-9)
         out.append(RatioResult(model=path, baseline=paths[0], threads=threads, ratio_p50=float(np.median(r)),
                                ratio_mean=float(r.mean()), spread=ratio_spread(r), rounds=len(r), block=block))

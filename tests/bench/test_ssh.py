@@ -89,7 +89,7 @@ def test_ssh_run_matches_local_fields(sshd, cnn_models, eval_data):
     remote = bench([fp32, int8], _cfg(sshd, fidelity_samples=8), data=eval_data).to_dict()
     local = bench([fp32, int8], BenchConfig(runs=10, warmup=1, fidelity_samples=8), data=eval_data).to_dict()
     assert remote["where"].startswith("ssh://")
-    for r, lo in zip(remote["models"], local["models"]):
+    for r, lo in zip(remote["models"], local["models"], strict=True):
         assert set(r) == set(lo)
         assert set(r["latency_ms"]) == set(lo["latency_ms"])
         assert set(r["ep_coverage"]) == set(lo["ep_coverage"])
