@@ -239,7 +239,7 @@ def _points(lineage: list[dict[str, Any]], raw_lineage: list[Any], bench_report:
         p90 = None
         if bench_report is not None:
             entry, _ = met.bench_entry(bench_report, base_path)
-            if entry is not None and met._named_in(bench_report, str(base_path)):
+            if entry is not None and met.named_in(bench_report, str(base_path)):
                 p90 = (entry.get("latency_ms") or {}).get("p90")
         base = {"label": "baseline", "size_mb": size.get("baseline_mb"), "p90_ms": p90, "accuracy": acc.get("baseline"),
                 "kind": "baseline"}

@@ -93,14 +93,28 @@ def bench_entry(report: Any, model_path: Path | str) -> tuple[dict[str, Any] | N
         return [float(x) for x in models[i].get("latencies_ms", []) or []]
 
     for i, m in enumerate(models):
-        if str(m.get("path")) == want:
+        if str(m.get("path")) == want or _same_file(str(m.get("path", "")), want):
             return m, samples(i)
-    for i, m in enumerate(models):
-        if PurePosixPath(str(m.get("path", ""))).name == name:
-            return m, samples(i)
+    same_name = [i for i, m in enumerate(models) if PurePosixPath(str(m.get("path", ""))).name == name]
+    if len(same_name) == 1:
+        return models[same_name[0]], samples(same_name[0])
     if len(models) == 1:
         return models[0], samples(0)
     return None, []
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Same path once resolved, or (when both exist) the same bytes."""
+    from ..fsutil import sha256_file
+
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.resolve() == pb.resolve():
+            return True
+        return pa.is_file() and pb.is_file() and pa.stat().st_size == pb.stat().st_size and \
+            sha256_file(pa) == sha256_file(pb)
+    except OSError:
+        return False
 
 
 def latency_from_bench(report: Any, model_path: Path | str) -> dict[str, Any] | None:
@@ -178,7 +192,7 @@ def variant_points(lineage: list[dict[str, Any]], bench_report: Any, release_poi
         if isinstance(lat, dict) and _finite(lat.get("p90")):
             p90 = float(lat["p90"])
         if bench_report is not None and path:
-            entry, _ = bench_entry(bench_report, path) if _named_in(bench_report, path) else (None, [])
+            entry, _ = bench_entry(bench_report, path) if named_in(bench_report, path) else (None, [])
             if entry:
                 p90 = p90 if p90 is not None else (entry.get("latency_ms") or {}).get("p90")
                 size = size if size is not None else entry.get("size_mb")
@@ -189,7 +203,7 @@ def variant_points(lineage: list[dict[str, Any]], bench_report: Any, release_poi
     return points
 
 
-def _named_in(report: Any, path: str) -> bool:
+def named_in(report: Any, path: str) -> bool:
     d = _as_dict(report) or {}
     name = PurePosixPath(path).name
     return any(PurePosixPath(str(m.get("path", ""))).name == name for m in d.get("models") or [])
