@@ -399,6 +399,11 @@ def _import_callable(spec: str, what: str) -> Callable[..., Any]:
         raise DataError(f"{what} entry point {spec!r}: cannot import {mod_name!r} ({exc})") from None
     except SyntaxError as exc:
         raise DataError(f"{what} entry point {spec!r}: syntax error in {mod_name} line {exc.lineno}") from None
+    except DataError:
+        raise
+    except Exception as exc:  # user code failing at import time: name it, don't crash
+        raise DataError(f"{what} entry point {spec!r}: importing {mod_name} failed "
+                        f"({type(exc).__name__}: {_short(exc)})") from None
     fn = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise DataError(f"{what} entry point {spec!r}: {mod_name} has no callable {attr!r}")
@@ -408,9 +413,16 @@ def _import_callable(spec: str, what: str) -> Callable[..., Any]:
 def _load_entry_point(spec: str, what: str) -> FeedData:
     fn = _import_callable(spec, what)
     try:
-        items = list(fn())
+        result = fn()
+    except Exception as exc:  # user code: report it as a data problem naming the entry point
+        raise DataError(f"{what} entry point {spec!r} raised {type(exc).__name__}: {_short(exc)}") from None
+    try:
+        items = list(result)
     except TypeError as exc:
         raise DataError(f"{what} entry point {spec!r} must return an iterable of feed dicts ({exc})") from None
+    except Exception as exc:
+        raise DataError(f"{what} entry point {spec!r}: iterating its feeds raised {type(exc).__name__}: "
+                        f"{_short(exc)}") from None
     feeds: list[Feed] = []
     labels: list[Any] = []
     for i, item in enumerate(items):
@@ -420,11 +432,26 @@ def _load_entry_point(spec: str, what: str) -> FeedData:
         item = dict(item)
         if LABELS in item:
             labels.append(np.asarray(item.pop(LABELS)))
-        feeds.append({k: np.asarray(v) for k, v in item.items()})
+        try:
+            feeds.append({k: np.asarray(v) for k, v in item.items()})
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{what} entry point {spec!r}: item {i} holds a value that is not an array "
+                            f"({_short(exc)})") from None
     if labels and len(labels) != len(feeds):
         raise DataError(f"{what} entry point {spec!r}: '{LABELS}' given for {len(labels)} of {len(feeds)} feeds")
-    lab = np.asarray([x.reshape(-1)[0] if x.size == 1 else x for x in labels]) if labels else None
+    lab = None
+    if labels:
+        flat = [x.reshape(-1)[0] if x.size == 1 else x for x in labels]
+        try:
+            lab = np.asarray(flat)
+        except ValueError:  # labels of different shapes per feed
+            lab = np.asarray(flat, dtype=object)
     return FeedData.from_feeds(feeds, labels=lab, source=spec)
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def random_feeds(inputs: Sequence[TensorSpec], n: int, *, seed: int = 0,
