@@ -141,11 +141,12 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
         manifest["files"] = _file_table(tmp)
         sealed = mf.seal(manifest)
         (tmp / mf.MANIFEST).write_text(mf.dumps(sealed), encoding="utf-8")
-        tar_sha = None
-        if config.tarball:
-            data = tar_bytes(tmp, f"{config.name}-{config.version}")
-            tar_sha = sha256_bytes(data)
-            atomic_write_bytes(tar_path, data)
+        tar_data = tar_bytes(tmp, f"{config.name}-{config.version}") if config.tarball else None
+    # the folder is complete and in place; the tarball follows (an interrupt in between leaves a whole folder)
+    tar_sha = None
+    if tar_data is not None:
+        tar_sha = sha256_bytes(tar_data)
+        atomic_write_bytes(tar_path, tar_data)
 
     report = PackageReport(release=str(out), tarball=str(tar_path) if config.tarball else None,
                            tarball_sha256=tar_sha, files=sealed["files"], metrics=metrics, budgets=budget_results,

@@ -9,6 +9,10 @@ def _pct(v: Any) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
 
 
+def _pts(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * v:+.2f} points"
+
+
 def render(m: dict[str, Any]) -> str:
     md = m["model"]
     metrics = m["metrics"]
@@ -46,12 +50,12 @@ def render(m: dict[str, Any]) -> str:
     ]
     if acc:
         lines.append(f"- Top-1 accuracy: {_pct(acc.get('model'))} on {acc.get('samples')} evaluation samples "
-                     f"(baseline {_pct(acc.get('baseline'))}, delta {_pct(acc.get('delta'))}, "
+                     f"(baseline {_pct(acc.get('baseline'))}, delta {_pts(acc.get('delta'))}, "
                      f"top-1 agreement with the baseline {_pct(acc.get('top1_agreement'))})")
     else:
         lines.append("- Accuracy: not evaluated (no evaluation data given)")
     if lat_ms:
-        lines.append(f"- Latency ({lat.get('source')}, {lat.get('threads')} thread(s)): p50 {lat_ms.get('p50')} ms, "
+        lines.append(f"- Latency ({lat.get('source')}, threads: {lat.get('threads')}): p50 {lat_ms.get('p50')} ms, "
                      f"p90 {lat_ms.get('p90')} ms, p99 {lat_ms.get('p99')} ms")
     else:
         lines.append(f"- Latency: {lat.get('note') or 'not measured'}")
