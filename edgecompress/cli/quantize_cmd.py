@@ -1,0 +1,104 @@
+"""`edgecompress quantize`: int8 quantization with calibration (thin wiring over edgecompress.quantize)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import console, emit_json, handle_errors, json_option, target_option
+
+
+@click.command("quantize", context_settings={"max_content_width": 110})
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--calibration", required=True, metavar="DATA",
+              help="Calibration data: .npz (keys = input names, samples on axis 0), a folder of .npz, images, or "
+                   "module:function. A quarter is held out to check fidelity when --eval is not given.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), metavar="OUT.onnx",
+              help="Where to write the int8 model (written atomically; must differ from MODEL).")
+@target_option
+@click.option("--eval", "eval_data", default=None, metavar="DATA",
+              help="Evaluation data (same formats; optional 'labels'): int8 is compared with fp32 on it.")
+@click.option("--metric", type=click.Choice(["auto", "top1", "accuracy", "cosine", "mse"]), default="auto",
+              show_default=True,
+              help="top1: argmax agreement with fp32 (accuracy against labels when present); accuracy: against "
+                   "labels; cosine: output similarity (embeddings); mse: normalised squared error. auto: top1 "
+                   "with labels and class scores, else cosine.")
+@click.option("--max-drop", type=float, default=0.01, show_default=True, metavar="X",
+              help="Largest relative metric drop accepted (0.01 = 1 %); beyond it the most sensitive nodes fall "
+                   "back to fp32 one by one.")
+@click.option("--mode", type=click.Choice(["auto", "static", "dynamic"]), default="auto", show_default=True,
+              help="auto: static, and for MatMul-dominated graphs also dynamic; the fastest within --max-drop "
+                   "wins (fidelity at equal speed).")
+@click.option("--method", type=click.Choice(["auto", "minmax", "percentile", "entropy", "histogram"]),
+              default="auto", show_default=True,
+              help="Calibration: minmax; percentile / entropy (ORT's, memory grows with samples); histogram "
+                   "(streaming, bounded memory, MSE-optimal clipping). auto: best fidelity of minmax/histogram.")
+@click.option("--per-channel/--per-tensor", "per_channel", default=None,
+              help="Per-channel or per-tensor weight scales. Default: the target's preference.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "qdq", "qoperator"]), default="auto",
+              show_default=True,
+              help="Graph format. auto: the target's preference; on this machine, QDQ and QOperator are timed.")
+@click.option("--activation-type", type=click.Choice(["auto", "uint8", "int8"]), default="auto",
+              show_default=True,
+              help="Activation type. auto: the target's preference; on this machine uint8 and int8 are timed "
+                   "side by side and the fastest within --max-drop is kept.")
+@click.option("--exclude", multiple=True, metavar="NODE",
+              help="Keep this node in fp32 (repeatable; node names after pre-processing).")
+@click.option("--allow-slower", is_flag=True,
+              help="Write the model even if int8 measures slower than fp32 on this machine (else exit 1).")
+@json_option
+@handle_errors
+def quantize_cmd(model, calibration, out, target, eval_data, metric, max_drop, mode, method, per_channel, fmt,
+                 activation_type, exclude, allow_slower, as_json):
+    """Quantize MODEL.onnx to int8 with calibration data.
+
+    \b
+    Defaults give the best result: the target's format and types, timed side by side on this machine,
+    the calibration method with the best fidelity, cross-layer equalization for depthwise nets,
+    transformer fusions before quantizing, fp32 fallback of sensitive nodes to stay within --max-drop.
+    Exit 1 if int8 is slower than fp32 here (unless --allow-slower) or the accuracy budget cannot be met.
+
+    \b
+    Example:
+      edgecompress quantize model.onnx --calibration calib.npz --eval eval.npz --out model.int8.onnx
+    """
+    from ..quantize import QuantizeConfig, quantize
+
+    cfg = QuantizeConfig(mode=mode, method=method, per_channel=per_channel, format=fmt,
+                         activation_type=activation_type, metric=metric, max_drop=max_drop, exclude=tuple(exclude),
+                         allow_slower=allow_slower)
+    result = quantize(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
+    if as_json:
+        emit_json({"ok": True, **result.to_dict()})
+        return
+    _print(result)
+
+
+def _print(result) -> None:
+    from rich.table import Table
+
+    r = result.report
+    t = Table(title=f"quantized -> {result.artifact.path}", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    t.add_row("mode", f"{r.mode} ({r.mode_reason})")
+    t.add_row("format / types", f"{r.format}, activations {r.activation_type}, weights {r.weight_type}, "
+                                f"{'per-channel' if r.per_channel else 'per-tensor'}"
+                                f"{', reduce-range' if r.reduce_range else ''}")
+    t.add_row("calibrator", f"{r.calibrator} ({r.calibrator_reason})")
+    f = r.fidelity
+    t.add_row("fidelity", f"{f['metric']} vs {f['against']}: fp32 {f['fp32']:.4f}, int8 {f['int8']:.4f}, "
+                          f"drop {f['drop']:.4f} on {r.fidelity_data}")
+    s = r.speed
+    t.add_row("speed", f"{s['speedup']:.2f}x vs fp32 ({s['fp32_ms']:.2f} -> {s['int8_ms']:.2f} ms, "
+                       f"{s['threads']} thread(s), side by side)" if s.get("measured") else s.get("note", "-"))
+    c = r.census
+    t.add_row("int8 census", f"{c['int8']}/{c['total']} Conv/MatMul/Gemm run int8 in ORT's optimized graph")
+    if r.excluded_nodes:
+        t.add_row("fp32 nodes", ", ".join(e["name"] for e in r.excluded_nodes))
+    t.add_row("equalization", str(r.equalization.get("reason", "applied" if r.equalization.get("applied") else "-")))
+    t.add_row("size", f"{r.size_mb['fp32']:.2f} MB -> {r.size_mb['int8']:.2f} MB")
+    for fb in r.fallbacks:
+        t.add_row("fallback", fb)
+    for n in r.notes:
+        t.add_row("note", n)
+    console().print(t)

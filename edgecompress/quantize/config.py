@@ -1,0 +1,70 @@
+"""QuantizeConfig: the frozen configuration of the quantize stage (field names = recipe keys = CLI flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+MODES = ("auto", "static", "dynamic")
+METHODS = ("auto", "minmax", "percentile", "entropy", "histogram")
+FORMATS = ("auto", "qdq", "qoperator")
+ACTIVATION_TYPES = ("auto", "uint8", "int8")
+METRICS = ("auto", "top1", "accuracy", "cosine", "mse")
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How to quantize. Every default is 'auto': the stage picks by target profile and by measurement.
+
+    mode: auto (dynamic for MatMul-dominated graphs when it wins on fidelity at equal speed, else static),
+      static or dynamic.
+    method: calibration method; auto picks by fidelity between minmax and the streaming histogram.
+    per_channel: None = the target's preference.
+    format / activation_type: auto = the target's preference; on the host the candidates are timed side by side.
+    metric: how int8 is compared with fp32 (auto = top1 for class scores, cosine otherwise).
+    max_drop: largest relative metric drop accepted before nodes fall back to fp32 (0.01 = 1 %).
+    exclude: node names kept in fp32.
+    allow_slower: write the model even if int8 measures slower than fp32 on the host.
+    """
+
+    mode: str = "auto"
+    method: str = "auto"
+    per_channel: bool | None = None
+    format: str = "auto"
+    activation_type: str = "auto"
+    metric: str = "auto"
+    max_drop: float = 0.01
+    exclude: tuple[str, ...] = ()
+    allow_slower: bool = False
+
+    def __post_init__(self) -> None:
+        _one_of("mode", self.mode, MODES)
+        _one_of("method", self.method, METHODS)
+        _one_of("format", self.format, FORMATS)
+        _one_of("activation_type", self.activation_type, ACTIVATION_TYPES)
+        _one_of("metric", self.metric, METRICS)
+        if self.per_channel is not None and not isinstance(self.per_channel, bool):
+            raise ConfigError(f"per_channel must be true, false or unset (target default), got {self.per_channel!r}")
+        if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)) \
+                or not 0 <= float(self.max_drop) < 1:
+            raise ConfigError(f"max_drop must be a fraction in [0, 1) (0.01 = 1 % relative), got {self.max_drop!r}")
+        if isinstance(self.exclude, str):
+            raise ConfigError("exclude must be a list of node names, got a single string")
+        ex = tuple(self.exclude)
+        if any(not isinstance(n, str) or not n.strip() for n in ex):
+            raise ConfigError(f"exclude must hold non-empty node names, got {list(ex)!r}")
+        object.__setattr__(self, "exclude", ex)
+        if not isinstance(self.allow_slower, bool):
+            raise ConfigError(f"allow_slower must be true or false, got {self.allow_slower!r}")
+        if self.mode == "dynamic" and self.method not in ("auto", "minmax"):
+            raise ConfigError(f"method {self.method!r} needs calibration; mode 'dynamic' computes activation ranges "
+                              "at run time (use method auto or static mode)")
+        if self.mode == "dynamic" and self.activation_type == "int8":
+            raise ConfigError("activation_type int8 is not available in mode 'dynamic' (ORT's dynamic "
+                              "quantization uses uint8 activations)")

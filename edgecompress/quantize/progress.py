@@ -1,0 +1,22 @@
+"""Progress bars (rich, on stderr) for calibration and evaluation; silent when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+
+@contextlib.contextmanager
+def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yield an `advance(n)` callback for a transient progress bar of `total` steps."""
+    if not sys.stderr.isatty() or total <= 0:
+        yield lambda n=1: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda n=1: prog.advance(task, n)

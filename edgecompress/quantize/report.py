@@ -1,0 +1,39 @@
+"""QuantizeReport: everything the quantize stage decided and measured (the CLI's --json `report`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..artifact import config_to_dict
+
+
+@dataclass(frozen=True)
+class QuantizeReport:
+    mode: str  # static | dynamic
+    mode_reason: str
+    format: str  # qdq | qoperator (dynamic: operator form)
+    activation_type: str
+    weight_type: str
+    per_channel: bool
+    reduce_range: bool
+    calibrator: str  # minmax | percentile | entropy | histogram | runtime (dynamic)
+    calibrator_reason: str
+    format_reason: str
+    target: str
+    equalization: dict[str, Any]
+    excluded_nodes: list[dict[str, Any]]  # [{"name", "reason"}]
+    exclusion_speed_cost: float | None  # int8 without exclusions / with (latency ratio); None when no exclusions
+    fidelity: dict[str, Any]  # Fidelity.to_dict() on the full evaluation set
+    fidelity_data: str  # what the fidelity was measured on
+    speed: dict[str, Any]  # fp32_ms, int8_ms, speedup (measured side by side), threads, rounds, measured
+    census: dict[str, Any]  # int8 census of ONNX Runtime's optimized graph
+    calibration: dict[str, Any]  # method, samples, seconds, peak_rss_mb, rss_growth_mb
+    preprocess: dict[str, Any]
+    candidates: list[dict[str, Any]]  # every candidate tried: label, fidelity drop, speedup
+    fallbacks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    size_mb: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)

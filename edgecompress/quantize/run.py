@@ -1,0 +1,199 @@
+"""The state of one quantize run (candidates tried, calibration caches, reference outputs) and its last steps:
+fp32 fallback of sensitive nodes and the final measurements that make the report.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..data import FeedData
+from ..errors import ValidationError
+from ..fsutil import file_size_mb
+from ..onnxgraph.census import int8_census
+from ..onnxgraph.runtime import make_session, run_all
+from ..targets import TargetProfile, is_host_compatible
+from . import calibration as calib_mod
+from .config import QuantizeConfig
+from .fidelity import Fidelity, score
+from .ortquant import Candidate, run_quantizer
+from .preprocess import PreprocessResult
+from .progress import bar
+from .report import QuantizeReport
+from .sensitivity import rank_nodes
+from .timing import time_side_by_side
+
+SELECT_SAMPLES = 128  # evaluation samples used to compare candidates (the final check uses all)
+MATMUL_DOMINATED = 0.5  # share of MACs in MatMul/Gemm above which dynamic quantization is a candidate
+EQUAL_SPEED = 0.05  # speeds within 5 % count as equal: the better fidelity wins
+MAX_FALLBACK_STEPS = 12
+
+
+@dataclass
+class Tried:
+    cand: Candidate
+    path: Path
+    fid: Fidelity | None = None
+    speedup: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"label": self.cand.label}
+        if self.fid is not None:
+            d.update(drop=round(self.fid.drop, 6), cosine=round(self.fid.cosine, 6))
+        if self.speedup is not None:
+            d["speedup_vs_fp32"] = round(self.speedup, 3)
+        return d
+
+
+@dataclass
+class _Run:
+    cfg: QuantizeConfig
+    target: TargetProfile
+    src: Path
+    work: Path
+    calib: FeedData
+    fid_data: FeedData
+    fid_note: str
+    pre: PreprocessResult = field(default_factory=lambda: PreprocessResult(Path()))
+    metric: str = "top1"
+    against: str = "fp32"
+    ref_sel: list[np.ndarray] = field(default_factory=list)
+    ref_all: list[np.ndarray] = field(default_factory=list)
+    tried: list[Tried] = field(default_factory=list)
+    calib_stats: dict[str, Any] = field(default_factory=dict)
+    caches: dict[tuple[str, bool], Path] = field(default_factory=dict)
+    models: dict[bool, Path] = field(default_factory=dict)  # equalized? -> fp32 model to quantize
+    eq_info: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    counter: int = 0
+
+    # ------------------------------------------------------------------------------------------ helpers
+    @property
+    def sel(self) -> FeedData:
+        return self.fid_data.head(SELECT_SAMPLES) if self.fid_data.n > SELECT_SAMPLES else self.fid_data
+
+    def first_outputs(self, path: Path, data: FeedData, what: str) -> list[np.ndarray]:
+        sess = make_session(str(path), threads=self.threads, origin=what)
+        with bar(f"evaluating {what}", data.n) as adv:
+            outs = run_all(sess, _ticking(data, adv))
+        return outs[0]
+
+    @property
+    def threads(self) -> int:
+        return self.target.threads if self.target.threads > 0 else (os.cpu_count() or 1)
+
+    def evaluate(self, t: Tried, full: bool = False) -> Fidelity:
+        data = self.fid_data if full else self.sel
+        got = self.first_outputs(t.path, data, t.cand.label)
+        fid = score(self.metric, self.against, self.ref_all if full else self.ref_sel, got, data.labels)
+        if not full:
+            t.fid = fid
+        return fid
+
+    def build(self, cand: Candidate) -> Tried:
+        self.counter += 1
+        dest = self.work / f"cand{self.counter}.onnx"
+        src = self.models[cand.equalized]
+        cache = None if cand.mode == "dynamic" else self.cache_for(cand.method, cand.equalized)
+        run_quantizer(src, dest, cand, cache)
+        t = Tried(cand, dest)
+        self.tried.append(t)
+        return t
+
+    def cache_for(self, method: str, eq: bool) -> Path:
+        key = (method, eq)
+        if key not in self.caches:
+            both = self.cfg.method == "auto" and method in ("minmax", "histogram")
+            model = self.models[eq]
+            with bar("calibrating" + (" (equalized)" if eq else ""), self.calib.n * (2 if method == "histogram"
+                                                                                    or both else 1)) as adv:
+                res = calib_mod.calibrate(model, self.calib, method, self.work, adv, both=both)
+            for m, r in res.items():
+                self.caches[(m, eq)] = r.write_cache(self.work / f"ranges_{m}_{int(eq)}.json")
+                self.calib_stats.setdefault(m if not eq else f"{m}+CLE", r.stats())
+        return self.caches[key]
+
+
+def _ticking(data: FeedData, adv):
+    for feed in data:
+        yield feed
+        adv(1)
+
+
+def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str, Any]],
+           base_no_excl: Tried | None) -> tuple[QuantizeReport, Path]:
+    """Final fidelity, side-by-side speed, census; the report."""
+    tgt = run.target
+    fid = run.evaluate(best, full=True)
+    speed: dict[str, Any] = {"measured": False, "threads": run.threads}
+    excl_cost = None
+    feed = next(iter(run.fid_data))
+    if is_host_compatible(tgt):
+        models = {"fp32": run.src, "int8": best.path}
+        if base_no_excl is not None:
+            models["int8_no_exclusions"] = base_no_excl.path
+        t = time_side_by_side(models, feed, threads=run.threads)
+        speed.update(measured=True, fp32_ms=t.median_ms["fp32"], int8_ms=t.median_ms["int8"],
+                     speedup=round(t.ratio("fp32", "int8"), 3), rounds=t.rounds)
+        if base_no_excl is not None:
+            excl_cost = round(t.ratio("int8", "int8_no_exclusions"), 3)
+    else:
+        speed["note"] = f"target {tgt.name} is not this machine's kind; speed not measured here"
+    opt = run.work / "optimized_for_census.onnx"
+    make_session(str(best.path), threads=1, graph_optimization="extended", optimized_path=str(opt),
+                 origin="int8 model")
+    census = int8_census(onnx.load(str(opt)))
+    census = {k: v for k, v in census.items() if k not in ("int8_nodes",)}
+    c = best.cand
+    eq = dict(run.eq_info)
+    eq["applied"] = c.equalized
+    report = QuantizeReport(
+        mode=c.mode, mode_reason=why.get("mode", ""), format=c.format if c.mode == "static" else "operator",
+        activation_type=c.activation_type if c.mode == "static" else "uint8 (dynamic)",
+        weight_type=c.weight_type, per_channel=c.per_channel, reduce_range=c.reduce_range,
+        calibrator=c.method if c.mode == "static" else "runtime", calibrator_reason=why.get("method", ""),
+        format_reason=why.get("format", ""), target=tgt.name, equalization=eq, excluded_nodes=excluded,
+        exclusion_speed_cost=excl_cost, fidelity=fid.to_dict(), fidelity_data=run.fid_note, speed=speed,
+        census=census, calibration=run.calib_stats, candidates=[t.to_dict() for t in run.tried],
+        preprocess={"pre_process": run.pre.pre_process, "transformer_fusions": run.pre.transformer_fusions,
+                    "batchnorm_folded": run.pre.batchnorm_folded, "notes": run.pre.notes},
+        fallbacks=list(run.pre.fallbacks), notes=run.notes + ([why["fallback"]] if "fallback" in why else []),
+        size_mb={"fp32": round(file_size_mb(run.src), 3), "int8": round(file_size_mb(best.path), 3)},
+    )
+    return report, best.path
+
+
+def fallback(run: _Run, best: Tried) -> tuple[Tried, list[dict[str, Any]], Tried | None, str]:
+    """Exclude the most sensitive nodes one by one until the metric drop is within budget."""
+    cfg = run.cfg
+    excluded = [{"name": n, "reason": "--exclude"} for n in cfg.exclude]
+    fid = run.evaluate(best, full=True)
+    if fid.meets(cfg.max_drop):
+        return best, excluded, None, ""
+    ranked = rank_nodes(run.models[best.cand.equalized], best.path, run.calib.head(16), threads=run.threads)
+    ranked = [r for r in ranked if r.name not in cfg.exclude]
+    base = best
+    cur = best
+    names = list(cfg.exclude)
+    steps = 0
+    for r in ranked:
+        if steps >= MAX_FALLBACK_STEPS:
+            break
+        steps += 1
+        names.append(r.name)
+        excluded.append({"name": r.name, "reason": f"sensitivity: loses {r.loss_db:.1f} dB SQNR "
+                                                   f"(output {r.sqnr_db:.1f} dB)"})
+        cur = run.build(best.cand.with_(exclude=tuple(names)))
+        fid = run.evaluate(cur, full=True)
+        if fid.meets(cfg.max_drop):
+            return cur, excluded, base, f"{steps} node(s) fell back to fp32 to meet max_drop {cfg.max_drop}"
+    raise ValidationError(f"metric drop {fid.drop:.4f} ({fid.metric} against {fid.against}) exceeds max_drop "
+                          f"{cfg.max_drop} even after {steps} node(s) fell back to fp32; nothing written",
+                          hint="raise --max-drop, --exclude more nodes, or give more/better calibration data",
+                          report={"fidelity": fid.to_dict(), "excluded_nodes": excluded,
+                                  "candidates": [t.to_dict() for t in run.tried]})

@@ -1,0 +1,134 @@
+"""Choosing the candidate: calibration method and equalization by fidelity; format, activation type and mode by
+side-by-side speed on the host among the candidates that meet the accuracy budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..targets import is_host_compatible
+from .fidelity import better
+from .ortquant import Candidate
+from .run import EQUAL_SPEED, MATMUL_DOMINATED, Tried, _Run, fallback, finish
+from .timing import time_side_by_side
+
+
+def _best(ts: list[Tried]) -> Tried:
+    best = ts[0]
+    for t in ts[1:]:
+        if better(t.fid, best.fid):
+            best = t
+    return best
+
+
+def _modes(run: _Run, share: float, why: dict[str, str]) -> list[str]:
+    cfg = run.cfg
+    if cfg.mode != "auto":
+        why["mode"] = f"--mode {cfg.mode}"
+        return [cfg.mode]
+    if share >= MATMUL_DOMINATED:
+        why["mode"] = (f"MatMul/Gemm hold {share:.0%} of the MACs: static and dynamic were both tried; "
+                       "the fastest within the accuracy budget won (fidelity decides at equal speed)")
+        return ["static", "dynamic"]
+    why["mode"] = f"static: MatMul/Gemm hold only {share:.0%} of the MACs"
+    return ["static"]
+
+
+def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
+    cfg, prefs = run.cfg, run.target.quantization
+    per_channel = cfg.per_channel if cfg.per_channel is not None else prefs.per_channel
+    fmt0 = prefs.format if cfg.format == "auto" else cfg.format
+    act0 = prefs.activation_type if cfg.activation_type == "auto" else cfg.activation_type
+    methods = ["minmax", "histogram"] if cfg.method == "auto" else [cfg.method]
+    eqs = [False, True] if True in run.models else [False]
+    base = Candidate("static", fmt0, act0, prefs.weight_type, per_channel, prefs.reduce_range, methods[0], False,
+                     cfg.exclude)
+    stage_a = []
+    for eq in eqs:
+        for m in methods:
+            t = run.build(base.with_(method=m, equalized=eq))
+            run.evaluate(t)
+            stage_a.append(t)
+    best = _best(stage_a)
+    if len(methods) > 1:
+        drops = ", ".join(f"{t.cand.method}{'+CLE' if t.cand.equalized else ''}: {t.fid.drop:.4g}" for t in stage_a)
+        why["method"] = f"best fidelity on {run.sel.n} samples ({run.metric} drop: {drops})"
+    else:
+        why["method"] = f"--method {cfg.method}"
+    if len(eqs) > 1:
+        run.eq_info["reason"] = ("applied: it improved fidelity" if best.cand.equalized
+                                 else "not applied: it did not improve fidelity")
+    pool = [best]
+    if is_host_compatible(run.target) and (cfg.format == "auto" or cfg.activation_type == "auto"):
+        fmts = ["qdq", "qoperator"] if cfg.format == "auto" else [cfg.format]
+        acts = ["uint8", "int8"] if cfg.activation_type == "auto" else [cfg.activation_type]
+        for f in fmts:
+            for a in acts:
+                if (f, a) == (fmt0, act0) or (f == "qoperator" and a == "int8"):
+                    continue
+                t = run.build(best.cand.with_(format=f, activation_type=a))
+                run.evaluate(t)
+                pool.append(t)
+    else:
+        why["format"] = (f"target {run.target.name} prefers {fmt0} with {act0} activations" if cfg.format == "auto"
+                         else f"--format {cfg.format}")
+    return pool
+
+
+def _dynamic_pool(run: _Run) -> list[Tried]:
+    cfg, prefs = run.cfg, run.target.quantization
+    pcs = [cfg.per_channel] if cfg.per_channel is not None else [True, False]
+    pool = []
+    for pc in pcs:
+        t = run.build(Candidate("dynamic", "qoperator", "uint8", "int8", pc, prefs.reduce_range, "runtime", False,
+                                cfg.exclude))
+        run.evaluate(t)
+        pool.append(t)
+    return pool
+
+
+def _pick(run: _Run, pool: list[Tried], why: dict[str, str]) -> Tried:
+    eligible = [t for t in pool if t.fid.meets(run.cfg.max_drop)]
+    if not eligible:
+        eligible = [_best(pool)]
+    if len(pool) == 1:
+        return pool[0]
+    if is_host_compatible(run.target):
+        feed = next(iter(run.sel))
+        models: dict[str, Any] = {"fp32": run.src}
+        models.update({f"c{i}": t.path for i, t in enumerate(pool)})
+        tm = time_side_by_side(models, feed, threads=run.threads)
+        for i, t in enumerate(pool):
+            t.speedup = tm.ratio("fp32", f"c{i}")
+        fastest = max(t.speedup for t in eligible)
+        near = [t for t in eligible if t.speedup >= fastest * (1 - EQUAL_SPEED)]
+        choice = _best(near)
+        table = "; ".join(f"{t.cand.label}: {t.speedup:.2f}x, drop {t.fid.drop:.4g}" for t in pool)
+        why["format"] = (f"fastest within max_drop {run.cfg.max_drop} measured side by side on this machine "
+                         f"({tm.rounds} rounds, {run.threads} thread(s)): {table}")
+        return choice
+    choice = _best(eligible)
+    why.setdefault("format", "best fidelity (target is not this machine: no timing)")
+    return choice
+
+
+def choose(run: _Run, share: float):
+    why: dict[str, str] = {}
+    modes = _modes(run, share, why)
+    pool: list[Tried] = []
+    if "static" in modes:
+        pool += _static_pool(run, why)
+    if "dynamic" in modes:
+        pool += _dynamic_pool(run)
+        why.setdefault("method", "dynamic: activation ranges computed at run time" if modes == ["dynamic"] else
+                       why.get("method", ""))
+    best = _pick(run, pool, why)
+    if best.cand.mode == "dynamic" and len(modes) > 1:
+        why["mode"] = "dynamic: " + why["mode"]
+        why["method"] = "runtime (dynamic quantization)"
+    elif len(modes) > 1:
+        why["mode"] = "static: " + why["mode"]
+    final, excluded, base, msg = fallback(run, best)
+    if msg:
+        why["fallback"] = msg
+    return finish(run, final, why, excluded, base)

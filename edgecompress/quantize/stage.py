@@ -1,0 +1,120 @@
+"""The quantize stage: pre-process, calibrate, pick the candidate (method, equalization, format, types, mode)
+by fidelity and side-by-side speed, fall sensitive nodes back to fp32 until the accuracy budget holds, check
+speed against fp32, and write the model atomically. ORT's temp files stay in a private temp dir (also the cwd).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from ..artifact import ModelArtifact, StageResult
+from ..data import load_data
+from ..errors import BudgetError, ConfigError
+from ..fsutil import atomic_copy, check_output_path, private_tempdir, working_directory
+from ..onnxgraph.census import count_macs
+from ..onnxgraph.io import input_specs, load_model
+from ..targets import get_target
+from .config import QuantizeConfig
+from .equalize import equalize, has_depthwise
+from .fidelity import resolve_metric
+from .preprocess import check_not_quantized, prepare
+from .report import QuantizeReport
+from .run import _Run
+from .select import choose
+
+HOLDOUT_MIN = 20  # below this many calibration samples, fidelity is checked on the calibration set itself
+
+
+def _model_path(model: Any) -> tuple[Path, ModelArtifact]:
+    if isinstance(model, ModelArtifact):
+        return model.path, model
+    p = Path(model)
+    return p, ModelArtifact(path=p, format="onnx", stage="input")
+
+
+def _matmul_share(model: onnx.ModelProto) -> float:
+    macs = count_macs(model)
+    if not macs.total:
+        return 0.0
+    mm = sum(v for k, v in macs.by_op_type.items() if k.split(".")[-1] in ("MatMul", "Gemm", "FusedMatMul",
+                                                                             "FusedGemm"))
+    return mm / macs.total
+
+
+def _check_excludes(cfg: QuantizeConfig, model_path: Path) -> None:
+    if not cfg.exclude:
+        return
+    names = [n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node]
+    missing = [e for e in cfg.exclude if e not in set(names)]
+    if missing:
+        sample = ", ".join(n for n in names[:6] if n)
+        raise ConfigError(f"exclude: node(s) {missing} not found in the graph (after pre-processing); "
+                          f"nodes are named like: {sample}", hint="`edgecompress inspect MODEL.onnx` lists node names")
+
+
+def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.PathLike[str], calibration: Any,
+             eval_data: Any = None, target: Any = None) -> StageResult:
+    """Quantize an ONNX model to int8 (see QuantizeConfig); returns the new artifact and a QuantizeReport."""
+    cfg = config if config is not None else QuantizeConfig()
+    tgt = get_target(target)
+    src, art = _model_path(model)
+    out = check_output_path(out)
+    m = load_model(src)
+    if Path(out).resolve() == src.resolve():
+        raise ConfigError("out must differ from the input model (inputs are never modified)")
+    check_not_quantized(m, str(src))
+    specs = input_specs(m)
+    calib = load_data(calibration, what="calibration data").validated(specs, what="calibration data")
+    notes = list(calib.notes)
+    if eval_data is not None:
+        fid_data = load_data(eval_data, what="evaluation data").validated(specs, what="evaluation data")
+        fid_note = f"evaluation data ({fid_data.n} samples)"
+        notes += fid_data.notes
+    elif calib.n >= HOLDOUT_MIN:
+        calib, fid_data = calib.split(0.25, seed=0)
+        fid_note = f"{fid_data.n} held-out calibration samples (no --eval given)"
+    else:
+        fid_data = calib
+        fid_note = f"the {calib.n} calibration samples themselves (too few to hold some out; no --eval given)"
+        notes.append("fidelity measured on the calibration samples: pass --eval for an independent check")
+    src = src.resolve()
+    with private_tempdir("edgecompress-quantize-") as work, working_directory(work):
+        run = _Run(cfg, tgt, src, work, calib, fid_data, fid_note, notes=notes)
+        report, final = _execute(run, m)
+        if report.speed.get("measured") and report.speed["speedup"] < 1.0 and not cfg.allow_slower:
+            raise BudgetError(f"int8 model is slower than fp32 on this machine ({report.speed['speedup']:.2f}x, "
+                              f"measured side by side); nothing written",
+                              hint="pass --allow-slower to write it anyway", report=report.to_dict())
+        atomic_copy(final, out)
+    metrics = {"fidelity": report.fidelity, "speedup": report.speed.get("speedup"), "size_mb": report.size_mb}
+    return StageResult(art.derive(Path(out), "quantize", config=cfg, metrics=metrics), report)
+
+
+def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
+    cfg = run.cfg
+    run.pre = prepare(model, run.src, run.work)
+    _check_excludes(cfg, run.pre.path)
+    run.models[False] = run.pre.path
+    ref_all = run.first_outputs(run.src, run.fid_data, "fp32")
+    run.ref_all = ref_all
+    run.ref_sel = ref_all[: run.sel.n]
+    run.metric, run.against = resolve_metric(cfg.metric, ref_all, run.fid_data.labels)
+    pre_model = onnx.load(str(run.pre.path))
+    if has_depthwise(pre_model) and cfg.mode != "dynamic":
+        eq_model, eq = equalize(pre_model)
+        run.eq_info = {"depthwise": True, "pairs": eq.pairs, "skipped": eq.skipped, "applied": False}
+        if eq.changed:
+            p = run.work / "equalized.onnx"
+            onnx.save(eq_model, str(p))
+            run.models[True] = p
+    else:
+        run.eq_info = {"depthwise": has_depthwise(pre_model), "pairs": 0, "skipped": {}, "applied": False,
+                       "reason": "no depthwise convolutions" if not has_depthwise(pre_model) else "dynamic mode"}
+    share = _matmul_share(model)
+    return choose(run, share)
+
+
