@@ -187,6 +187,10 @@ def variant_points(lineage: list[dict[str, Any]], bench_report: Any, release_poi
         if size is None and "size_bytes" in m and _finite(m["size_bytes"]):
             size = float(m["size_bytes"]) / 1e6
         acc = _find_number(m, _ACC_KEYS)
+        fid = m.get("fidelity")
+        if acc is None and isinstance(fid, dict) and fid.get("against") == "labels" and \
+                fid.get("metric") in ("top1", "accuracy") and _finite(fid.get("int8")):
+            acc = float(fid["int8"])  # the quantize stage's accuracy against labels
         p90 = None
         lat = m.get("latency_ms")
         if isinstance(lat, dict) and _finite(lat.get("p90")):
@@ -230,7 +234,7 @@ def find_sensitivity(lineage: list[dict[str, Any]]) -> list[tuple[str, float]]:
                 for e in val:
                     if isinstance(e, dict):
                         name = e.get("node") or e.get("name") or e.get("layer")
-                        score = next((e[k] for k in ("score", "delta", "error", "sensitivity", "value", "mse")
+                        score = next((e[k] for k in ("score", "loss_db", "delta", "error", "sensitivity", "value", "mse")
                                       if _finite(e.get(k))), None)
                         if name is not None and score is not None:
                             items.append((str(name), float(score)))
