@@ -30,9 +30,10 @@ from .common import console, emit_json, handle_errors, json_option, target_optio
               help="Write per-operator types into required_operators.config (ORT reduced-type builds).")
 @click.option("--bench-report", default=None, type=click.Path(dir_okay=False), metavar="JSON",
               help="Latency from `edgecompress bench --json` output instead of measuring here (reproducible).")
-@click.option("--measure-latency/--no-measure-latency", default=True, show_default=True,
-              help="Without --bench-report, time the model here when the target is host-compatible "
-                   "(measured numbers make the release not byte-reproducible).")
+@click.option("--measure-latency/--no-measure-latency", default=None,
+              help="Without --bench-report, time the model here when the target is host-compatible. Default: only "
+                   "when the target has a p90 latency budget (measured numbers make the release not "
+                   "byte-reproducible).")
 @click.option("--latency-runs", type=int, default=50, show_default=True, help="Timed runs of that measurement.")
 @click.option("--eval-samples", type=int, default=0, show_default=True, help="Use at most N eval samples (0 = all).")
 @click.option("--tarball/--no-tarball", default=True, show_default=True, help="Also write DIR.tar.gz.")

@@ -204,8 +204,12 @@ def _latency(config: PackageConfig, prof: TargetProfile, bench_report: Any, src:
             return {"source": "none", "latency_ms": {}, "note": "bench report has no entry for this model"}, []
         samples = lat.pop("samples_ms")
         return lat, samples
-    if not config.measure_latency:
-        return {"source": "none", "latency_ms": {}, "note": "not measured (measure_latency is off)"}, []
+    wanted = config.measure_latency
+    if wanted is None:  # auto: measure only to check a latency budget
+        wanted = prof.budgets.max_p90_latency_ms is not None
+    if not wanted:
+        return {"source": "none", "latency_ms": {},
+                "note": "not measured (no bench report given; --measure-latency times it here)"}, []
     if not is_host_compatible(prof):
         return {"source": "none", "latency_ms": {},
                 "note": f"not measured: this host is not compatible with target {prof.name}; bench on the device"}, []

@@ -23,9 +23,10 @@ class PackageConfig:
     tolerance: sample check tolerance relative to the output scale; None = 1e-4 for float models, 2e-2 for
         quantized ones.
     include_types: write per-operator type information into required_operators.config (ORT type reduction).
-    measure_latency: when no bench report is given and the target is host-compatible, measure latency here.
-        Measured numbers are not reproducible: a release built with a measurement is not byte-identical to
-        another one; pass a bench report (convert does) or set this to False for byte-reproducible releases.
+    measure_latency: when no bench report is given and the target is host-compatible, time the model here.
+        None (auto) measures only when the target has a p90 latency budget to check. Measured numbers are not
+        reproducible: such a release is not byte-identical to another one (manifest `reproducible: false`);
+        pass a bench report (convert does) for latency in a byte-reproducible release.
     latency_runs: timed runs of that measurement.
     eval_samples: at most this many evaluation samples for accuracy (0 = all).
     tarball: also write `<out>.tar.gz` beside the release folder.
@@ -36,7 +37,7 @@ class PackageConfig:
     description: str = ""
     tolerance: float | None = None
     include_types: bool = False
-    measure_latency: bool = True
+    measure_latency: bool | None = None
     latency_runs: int = 50
     eval_samples: int = 0
     tarball: bool = True
@@ -53,7 +54,7 @@ class PackageConfig:
                                            or not 0 < self.tolerance < 1):
             raise ConfigError(f"tolerance must be a number in (0, 1), got {self.tolerance!r}")
         for key in ("include_types", "measure_latency", "tarball"):
-            if not isinstance(getattr(self, key), bool):
+            if not isinstance(getattr(self, key), bool) and not (key == "measure_latency" and self.measure_latency is None):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if isinstance(self.latency_runs, bool) or not isinstance(self.latency_runs, int) or not 1 <= self.latency_runs <= 100_000:
             raise ConfigError(f"latency_runs must be an integer in 1..100000, got {self.latency_runs!r}")

@@ -1,8 +1,8 @@
 """The release's numbers: accuracy against labels and the baseline, latency, and the lineage's variants.
 
 Latency comes from, in order: the bench report given to `package()` (reproducible: the same report gives
-the same release), else a measurement here when the target is host-compatible and `measure_latency` is on
-(not reproducible; the manifest says so), else nothing ("not measured").
+the same release), else a measurement here when the target is host-compatible and measuring is asked for
+(not reproducible; the manifest says so; by default only when a p90 budget needs it), else nothing.
 """
 
 from __future__ import annotations

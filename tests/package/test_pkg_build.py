@@ -157,10 +157,22 @@ def test_latency_budget_uses_bench_report(models, tmp_path):
 
 
 def test_measured_latency_is_flagged_not_reproducible(models, tmp_path):
-    r = package(models["fp32"], PackageConfig(latency_runs=5, tarball=False), out=tmp_path / "rel", target="host")
+    r = package(models["fp32"], PackageConfig(latency_runs=5, tarball=False, measure_latency=True), out=tmp_path / "rel",
+                target="host")
     lat = r.report.metrics["latency"]
     assert lat["source"] == "measured" and lat["latency_ms"]["p90"] > 0
     assert r.report.reproducible is False and r.report.tarball is None
     assert not (tmp_path / "rel.tar.gz").exists()
     assert "random" in " ".join(r.report.notes)  # no data given: random sample input, said so
     assert verify(tmp_path / "rel").ok
+
+
+def test_default_is_reproducible_and_measures_only_for_a_latency_budget(models, tmp_path):
+    shas = [package(models["int8"], PackageConfig(), out=tmp_path / f"d{i}" / "rel", target="host").report
+            for i in range(2)]
+    assert shas[0].tarball_sha256 == shas[1].tarball_sha256 and shas[0].reproducible
+    assert shas[0].metrics["latency"]["source"] == "none"
+    tgt = _target(tmp_path, "budgeted", "max_p90_latency_ms = 1000")
+    r = package(models["int8"], PackageConfig(latency_runs=5), out=tmp_path / "b" / "rel", target=tgt).report
+    assert r.metrics["latency"]["source"] == "measured" and not r.reproducible
+    assert r.budgets["max_p90_latency_ms"]["ok"] is True

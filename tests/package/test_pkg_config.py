@@ -28,6 +28,7 @@ from edgecompress.targets import get_target
     ({"tolerance": True}, "tolerance must be"),
     ({"include_types": "yes"}, "include_types must be true or false"),
     ({"measure_latency": 1}, "measure_latency must be true or false"),
+    ({"measure_latency": "auto"}, "measure_latency must be true or false"),
     ({"tarball": None}, "tarball must be true or false"),
     ({"latency_runs": 0}, "latency_runs must be"),
     ({"latency_runs": 2.5}, "latency_runs must be"),
