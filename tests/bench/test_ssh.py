@@ -113,6 +113,7 @@ def test_ssh_cleans_up_remote_folder(sshd, cnn_models):
 
 @pytest.mark.parametrize("case, match", [
     ("refused", "cannot reach host"),
+    ("blackhole", "cannot reach host"),
     ("auth", "authentication failed"),
     ("hostkey", "host key verification failed"),
     ("no_ort", "no onnxruntime"),
@@ -122,6 +123,9 @@ def test_ssh_failures_are_one_clear_error(sshd, cnn_models, case, match, tmp_pat
     kw = {}
     if case == "refused":
         kw["remote"] = f"ssh://{sshd['user']}@127.0.0.1:{_free_port()}"
+    elif case == "blackhole":  # TEST-NET-1 (RFC 5737): never answers, or the network says unreachable
+        kw["remote"] = "ssh://root@192.0.2.1:22"
+        kw["connect_timeout_s"] = 2
     elif case == "auth":
         kw["identity"] = str(sshd["other_key"])
     elif case == "hostkey":
