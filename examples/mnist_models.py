@@ -68,3 +68,26 @@ def student() -> nn.Module:
 
 def digits_teacher() -> nn.Module:
     return MnistResNet(width=16)
+
+
+
+class MnistSmallCNN(nn.Module):
+    """Two conv stages, a 2x2 average pool to 3x3 and a linear head (exports with either ONNX exporter)."""
+
+    def __init__(self, width: int = 16, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(2 * w * 3 * 3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def student_small() -> nn.Module:
+    """7.7k parameters (1/14.5 of the teacher's 112k): the student of bench/distill_bench.py."""
+    return MnistSmallCNN(width=16)

@@ -1,0 +1,27 @@
+"""Knowledge distillation (PyTorch): a student learns from a teacher.
+
+    from edgecompress.distill import DistillConfig, distill
+    result = distill(DistillConfig(teacher="examples/mnist_models.py:teacher", teacher_weights="teacher.pt",
+                                   student="examples/mnist_models.py:student_small"),
+                     data="calibration_data/mnist_train.npz", val="calibration_data/mnist_val.npz",
+                     out="student.pt")
+
+See docs/distill.md. Modules: config (DistillConfig), losses, students (width/depth from the teacher), data,
+trainer (loop, checkpoints, resume, DDP, AMP), qat + qat_stage (--qat), models (SPECs, checkpoint format),
+stage (distill()).
+"""
+
+from __future__ import annotations
+
+from .config import DistillConfig
+from .stage import DistillReport, distill
+
+
+def load_student(path):
+    """Rebuild the student nn.Module from a distill checkpoint (see edgecompress.distill.models)."""
+    from .models import load_student as _load
+
+    return _load(path)
+
+
+__all__ = ["DistillConfig", "DistillReport", "distill", "load_student"]

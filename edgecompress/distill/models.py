@@ -1,0 +1,168 @@
+"""Model SPEC loading, weight files, parameter/MAC counting and the student checkpoint format.
+
+Checkpoint (`student.pt`, written atomically with torch.save) is a dict:
+    format       "edgecompress.distill/1"
+    state_dict   the student's weights (fp32, CPU)
+    definition   the student SPEC (`path/file.py:factory` | `pkg.mod:factory`) or, for a derived student,
+                 "derived:<width=F|depth=K> of <TEACHER SPEC>"
+    derived      None, or {"teacher": SPEC, "teacher_weights": path|None, "kind": "width"|"depth", "value": F,
+                 "plan": {...}} — enough to rebuild the module with `load_student(path)`
+    input_names  forward() parameter names; metrics, config: what produced it
+A derived student also gets `<out>.pt2` (torch.export ExportedProgram) beside it, loadable without edgecompress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+
+CHECKPOINT_FORMAT = "edgecompress.distill/1"
+
+
+def load_factory(spec: str, what: str = "model") -> nn.Module:
+    """Build a module from `path/file.py:factory` or `package.module:factory`."""
+    mod_name, _, attr = str(spec).rpartition(":")
+    if not mod_name or not attr:
+        raise ModelError(f"{what} SPEC must look like path/file.py:factory or package.module:factory, got {spec!r}")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.is_file():
+                raise ModelError(f"{what} file not found: {path}")
+            name = f"_edgecompress_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+            module = sys.modules.get(name)
+            if module is None:
+                loader_spec = importlib.util.spec_from_file_location(name, path)
+                if loader_spec is None or loader_spec.loader is None:
+                    raise ModelError(f"{what} {path} cannot be imported")
+                module = importlib.util.module_from_spec(loader_spec)
+                sys.modules[name] = module
+                loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ModelError(f"{what} {spec!r}: cannot import {mod_name!r} ({exc})") from None
+    except SyntaxError as exc:
+        raise ModelError(f"{what} {spec!r}: syntax error in {mod_name} line {exc.lineno}") from None
+    fn = getattr(module, attr, None)
+    if fn is None or not callable(fn):
+        raise ModelError(f"{what} {spec!r}: {mod_name} has no callable {attr!r}")
+    try:
+        model = fn()
+    except Exception as exc:  # user code: report it as a model problem, one line
+        raise ModelError(f"{what} {spec!r}: factory raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{what} {spec!r}: factory returned {type(model).__name__}, expected a torch.nn.Module")
+    return model
+
+
+def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
+    """A state_dict from a file holding either a state_dict or a dict with a 'state_dict' key."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{what} file not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{what} {p}: not a readable torch weights file ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"{what} {p}: expected a state_dict (name -> tensor) or a dict with 'state_dict'")
+    return obj
+
+
+def load_weights(model: nn.Module, path: str | Path, what: str) -> None:
+    sd = read_state_dict(path, what)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    extra = sorted(set(sd) - set(own))
+    bad = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
+    if missing or extra or bad:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
+        if extra:
+            parts.append(f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}")
+        if bad:
+            k = bad[0]
+            parts.append(f"shape of {k}: file {list(sd[k].shape)} vs model {list(own[k].shape)}")
+        raise ModelError(f"{what} {path} do not fit the model: {'; '.join(parts)}")
+    model.load_state_dict(sd)
+
+
+def input_names(model: nn.Module) -> list[str]:
+    """forward()'s positional parameter names (these are the feed keys)."""
+    sig = inspect.signature(model.forward)
+    names = [p.name for p in sig.parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    if not names:
+        names = [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not names:
+        raise ModelError(f"{type(model).__name__}.forward takes no named inputs; cannot map feed keys to it")
+    return names
+
+
+def count_params(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def count_macs(model: nn.Module, example: dict[str, torch.Tensor]) -> int:
+    """Multiply-accumulates of Conv*/Linear layers for one sample (batch 1), measured with forward hooks."""
+    total = [0]
+
+    def hook(mod: nn.Module, inputs: tuple, output: Any) -> None:
+        if not isinstance(output, torch.Tensor):
+            return
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            k = int(torch.tensor(mod.kernel_size).prod()) * (mod.in_channels // mod.groups)
+            total[0] += int(output.numel()) * k
+        elif isinstance(mod, nn.Linear):
+            total[0] += int(output.numel()) * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Linear,
+                                                                                         nn.modules.conv._ConvNd))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*[v[:1] for v in example.values()])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total[0]
+
+
+def load_student(path: str | Path) -> nn.Module:
+    """Rebuild the student module from a distill checkpoint (user SPEC or derived from the teacher)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"student checkpoint not found: {p}")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"student checkpoint {p}: unreadable ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ModelError(f"student checkpoint {p}: expected a dict with 'state_dict'")
+    derived = ckpt.get("derived")
+    if derived:
+        from .students import rebuild_derived
+
+        teacher = load_factory(derived["teacher"], "teacher")
+        model = rebuild_derived(teacher, derived)
+    else:
+        model = load_factory(ckpt["definition"], "student")
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
