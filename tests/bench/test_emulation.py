@@ -49,3 +49,16 @@ def test_missing_root_is_a_clear_error(cnn_models, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGECOMPRESS_ARM64_ROOT", str(tmp_path / "none"))
     with pytest.raises(UnsupportedError, match="no arm64 emulation root"):
         bench([cnn_models[1]], BenchConfig(runs=2, emulate="arm64"))
+
+
+def test_cli_setup_is_cached(arm64_root):
+    import json
+
+    from click.testing import CliRunner
+
+    from edgecompress.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "--setup-emulation", "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)["emulation"]
+    assert info["cached"] is True and info["onnxruntime"] and info["python"].startswith("3.")
