@@ -7,9 +7,9 @@ report keeps (the CLI shows it with --debug) instead of spamming the user's term
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -26,16 +26,33 @@ class Captured:
         self.text = ""
 
 
+def _rebind_handlers(buf) -> None:
+    """Handlers created during the capture (torch creates some lazily) were bound to `buf`: point them at stderr."""
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        for h in lg.handlers:
+            if type(h) is logging.StreamHandler and getattr(h, "stream", None) is buf:
+                h.setStream(sys.stderr)
+
+
 @contextlib.contextmanager
 def captured_output() -> Iterator[Captured]:
     """Swallow stdout/stderr (Python and fd level), warnings and log records; keep them in `.text`."""
     cap = Captured()
-    buf = io.StringIO()
+    # a real file (not StringIO): parts of the exporter call .fileno() on sys.stdout / sys.stderr
+    buf = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
     handler = logging.StreamHandler(buf)
     root = logging.getLogger()
     saved_handlers = root.handlers[:]
-    torch_logger = logging.getLogger("torch")
-    saved_torch = (torch_logger.handlers[:], torch_logger.propagate)
+    # torch's loggers hold stream handlers bound to whatever sys.stderr was when torch was imported
+    swapped: list[tuple[logging.StreamHandler, Any]] = []
+    for name, lg in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger) and name.split(".")[0] in ("torch", "onnxscript", "onnx_ir"):
+            for h in lg.handlers:
+                # exactly StreamHandler: torch's trace handler (a subclass) manages and closes its own file
+                if type(h) is logging.StreamHandler and h.stream is not None:
+                    swapped.append((h, h.setStream(buf)))
     fds: list[tuple[int, int]] = []
     tmp = tempfile.TemporaryFile(mode="w+b")
     for stream in (sys.stdout, sys.stderr):
@@ -48,8 +65,6 @@ def captured_output() -> Iterator[Captured]:
         except OSError:
             pass
     root.handlers = [handler]
-    torch_logger.handlers = []
-    torch_logger.propagate = True
     try:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf), \
                 contextlib.redirect_stderr(buf):
@@ -67,15 +82,28 @@ def captured_output() -> Iterator[Captured]:
             os.dup2(saved, fd)
             os.close(saved)
         root.handlers = saved_handlers
-        torch_logger.handlers, torch_logger.propagate = saved_torch
+        for h, stream in swapped:
+            h.setStream(stream)
+        _rebind_handlers(buf)
         tmp.seek(0)
         fd_text = tmp.read().decode("utf-8", "replace")
         tmp.close()
-        cap.text = buf.getvalue() + fd_text
+        buf.flush()
+        buf.seek(0)
+        cap.text = buf.read() + fd_text
+        buf.close()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
+    """The root cause's type and first line (the exporter wraps it in a generic 'Failed to export' error)."""
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    first = next((ln for ln in _ANSI.sub("", str(root)).splitlines() if ln.strip()), "")
+    text = f"{type(root).__name__}: {' '.join(first.split())}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -131,9 +159,9 @@ def run_export(model, ts_model, args: tuple, specs: list[InputSpec], output_name
         except Exception as exc:  # the dynamo exporter fails in many ways (graph breaks, unsupported ops)
             logs.append(cap.text + f"\ndynamo exporter failed: {type(exc).__name__}: {exc}\n")
             if exporter == "dynamo":
-                raise UnsupportedError(f"the dynamo exporter failed: {type(exc).__name__}: {_short(exc)}",
+                raise UnsupportedError(f"the dynamo exporter failed: {_short(exc)}",
                                        hint="try --exporter torchscript, or --debug for the exporter log") from None
-            notices.append(f"the dynamo exporter failed ({type(exc).__name__}: {_short(exc, 160)}); "
+            notices.append(f"the dynamo exporter failed ({_short(exc, 200)}); "
                            "fell back to the TorchScript exporter")
             with contextlib.suppress(FileNotFoundError):
                 dest.unlink()
@@ -144,6 +172,6 @@ def run_export(model, ts_model, args: tuple, specs: list[InputSpec], output_name
     except Exception as exc:
         logs.append(cap.text)
         first = f"; dynamo: {notices[0]}" if notices else ""
-        raise UnsupportedError(f"the TorchScript exporter failed: {type(exc).__name__}: {_short(exc)}{first}",
+        raise UnsupportedError(f"the TorchScript exporter failed: {_short(exc)}{first}",
                                hint="re-run with --debug for the exporter log") from None
     return "torchscript", notices, "".join(logs)

@@ -101,24 +101,6 @@ def test_parity_transformer_dynamic_seq_torchscript(models_py, tmp_path):
     assert input_specs(onnx.load(str(res.artifact.path)))[0].shape == (1, "seq", 16)
 
 
-def test_parity_transformer_dynamic_seq_dynamo_and_data(models_py, tmp_path):
-    """The default path: dynamo exporter, named dynamic batch + seq, plus parity on a folder of .npz feeds."""
-    feeds = tmp_path / "feeds"
-    feeds.mkdir()
-    rng = np.random.default_rng(1)
-    for i, seq in enumerate((4, 7, 12)):
-        np.savez(feeds / f"{i:03d}.npz", x=rng.standard_normal((1, seq, 16)).astype(np.float32))
-    cfg = ExportConfig(inputs=("x:batchxseq=8x16",), exporter="auto")
-    res = export(f"{models_py}:encoder", cfg, out=tmp_path / "enc.onnx", data=str(feeds))
-    rep = res.report
-    assert rep.exporter == "dynamo" and rep.notices == []
-    assert [p.kind for p in rep.parity] == ["random", "data"]
-    assert rep.parity[1].samples == 3 and len(rep.parity[1].shapes) == 3
-    assert rep.max_error_rel_to_scale <= 1e-4
-    assert input_specs(onnx.load(str(res.artifact.path)))[0].shape == ("batch", "seq", 16)
-    assert "torchvision" not in str(rep.to_dict())  # exporter chatter kept out of the report dict
-
-
 def test_dict_outputs_named_and_checked_per_output(models_py, tmp_path):
     res = _run(models_py, tmp_path, "two_out", ["x:2x8"])
     outs = res.report.parity[0].outputs
