@@ -34,6 +34,7 @@ class QuantizeReport:
     fallbacks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     size_mb: dict[str, float] = field(default_factory=dict)
+    unquantizable_ops: dict[str, int] = field(default_factory=dict)  # op type -> count left fp32 (no ORT int8 form)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

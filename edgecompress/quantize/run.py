@@ -149,6 +149,10 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
                  origin="int8 model")
     census = int8_census(onnx.load(str(opt)))
     census = {k: v for k, v in census.items() if k not in ("int8_nodes",)}
+    unq = unquantizable_ops(onnx.load(str(run.models[False]), load_external_data=False))
+    if unq:
+        run.notes.append("left in fp32 because ONNX Runtime has no quantized form for them: "
+                         + ", ".join(f"{k} x{v}" for k, v in unq.items()))
     c = best.cand
     eq = dict(run.eq_info)
     eq["applied"] = c.equalized
@@ -163,9 +167,29 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
         preprocess={"pre_process": run.pre.pre_process, "transformer_fusions": run.pre.transformer_fusions,
                     "batchnorm_folded": run.pre.batchnorm_folded, "notes": run.pre.notes},
         fallbacks=list(run.pre.fallbacks), notes=run.notes + ([why["fallback"]] if "fallback" in why else []),
+        unquantizable_ops=unq,
         size_mb={"fp32": round(file_size_mb(run.src), 3), "int8": round(file_size_mb(best.path), 3)},
     )
     return report, best.path
+
+
+NEUTRAL_OPS = {"Shape", "Constant", "ConstantOfShape", "Cast", "Identity", "Range", "Expand", "Equal", "Not",
+               "Less", "Greater", "And", "Or", "NonZero", "Size", "ReduceMax", "ReduceMin", "Dropout", "Div", "Sub",
+               "Sqrt", "Pow", "Erf", "Tanh", "Exp", "Log", "ReduceMean", "ReduceSum", "Neg", "Abs", "Floor", "Ceil",
+               "Max", "Min", "Sum", "Mod", "Tile", "ScatterND", "Softmax", "SkipLayerNormalization", "BiasGelu",
+               "FastGelu", "Gelu", "LayerNormalization"}
+
+
+def unquantizable_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """Weighted / compute op types that ORT's quantizers have no int8 form for (they stay fp32, reported)."""
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
+
+    known = set(QDQRegistry) | set(QLinearOpsRegistry) | set(IntegerOpsRegistry) | NEUTRAL_OPS
+    out: dict[str, int] = {}
+    for n in model.graph.node:
+        if n.op_type not in known:
+            out[n.op_type] = out.get(n.op_type, 0) + 1
+    return out
 
 
 def fallback(run: _Run, best: Tried) -> tuple[Tried, list[dict[str, Any]], Tried | None, str]:
