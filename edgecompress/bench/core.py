@@ -88,7 +88,7 @@ def bench(models: Sequence[Any], config: BenchConfig, *, data: Any = None, targe
                 if len(paths) > 1 and config.interleave:
                     log(f"interleaved A/B runs of {len(paths)} models ({t} thread{'s' if t != 1 else ''})")
                     block = block_size(config.runs)
-                    job = dict(base_job, mode="interleaved", models=names, feeds=feeds_files[0], block=block)
+                    job = dict(base_job, mode="interleaved", models=names, feeds_per_model=feeds_files, block=block)
                     res = transport.run(staging, _write_job(staging, f"job_ab_t{t}.json", job))
                     ratios += interleaved_ratios([str(p) for p in paths], res["round_latency_ms"], threads=t,
                                                  block=res["block"])

@@ -9,7 +9,8 @@ JOB (relative paths resolve against the job file's folder):
   {"mode": "single" | "interleaved", "models": ["a.onnx", ...], "threads": 1,
    "providers": ["CPUExecutionProvider"], "graph_optimization": "all", "strict": false,
    "warmup": 5, "runs": 50, "duration_s": null, "block": 1,
-   "feeds": "feeds.npz" | null, "outputs": "outputs_0.npz" | null, "coverage": true, "emulated": false}
+   "feeds": "feeds.npz" | null, "feeds_per_model": [...] (interleaved), "outputs": "outputs_0.npz" | null,
+   "coverage": true, "emulated": false}
 feeds.npz keys are "<index>/<input name>"; without it, random feeds are drawn from the model's input metadata.
 Prints one line `@@EDGECOMPRESS@@{json}` on stdout. Errors give {"ok": false, "error_kind", "message"} and exit 3.
 """
@@ -224,9 +225,14 @@ def run_interleaved(ort, job, feeds_all):
     """Models take turns (A B A B ..., order rotated each round) so a noisy machine hits them alike."""
     paths = job["models"]
     sessions = [make_session(ort, p, job) for p in paths]
-    feeds = feeds_all or random_feeds(sessions[0], 1, job.get("seed", 0))
+    per_model = job.get("feeds_per_model")  # models with different input signatures get their own feeds
+    if per_model:
+        feed_sets = [load_feeds(f) for f in per_model]
+    else:
+        feeds = feeds_all or random_feeds(sessions[0], 1, job.get("seed", 0))
+        feed_sets = [feeds for _ in sessions]
     warmup, block = int(job.get("warmup", 5)), max(1, int(job.get("block", 1)))
-    for s in sessions:
+    for s, feeds in zip(sessions, feed_sets):
         for k in range(max(1, warmup)):
             s.run(None, feeds[k % len(feeds)])
     rounds = max(2, int(job.get("runs", 50)) // block)
@@ -237,7 +243,7 @@ def run_interleaved(ort, job, feeds_all):
         if r % 2:
             order.reverse()
         for i in order:
-            run = sessions[i].run
+            run, feeds = sessions[i].run, feed_sets[i]
             lat = []
             for k in range(block):
                 feed = feeds[(r * block + k) % len(feeds)]
@@ -262,6 +268,8 @@ def main(argv):
         for key in ("feeds", "outputs"):
             if job.get(key):
                 job[key] = os.path.join(base, job[key])
+        if job.get("feeds_per_model"):
+            job["feeds_per_model"] = [os.path.join(base, f) for f in job["feeds_per_model"]]
     except (OSError, ValueError, KeyError) as exc:
         emit({"ok": False, "error_kind": "bad_job", "message": "cannot read job: %s" % exc})
         return 3

@@ -88,3 +88,16 @@ def test_runner_without_onnxruntime(tmp_path, cnn_models):
 
     with pytest.raises(RemoteError, match="no onnxruntime"):
         NoSite(timeout_s=60).run(tmp_path, "job.json")
+
+
+def test_models_with_different_inputs_interleave(cnn_models, tmp_path):
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])])
+    relu = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(relu))
+    rep = bench([cnn_models[0], relu], BenchConfig(runs=6, warmup=1, coverage=False))
+    assert rep.ratios[0].ratio_p50 > 0 and rep.ratios[0].rounds == 6
