@@ -168,7 +168,7 @@ def _find_number(metrics: dict[str, Any], keys: tuple[str, ...]) -> float | None
         if _finite(v):
             return float(v)
         if isinstance(v, dict):
-            for sub in ("model", "value", "top1", "after"):
+            for sub in ("model", "value", "top1", "after", "int8"):
                 if _finite(v.get(sub)):
                     return float(v[sub])
     return None
@@ -197,10 +197,13 @@ def variant_points(lineage: list[dict[str, Any]], bench_report: Any, release_poi
             p90 = float(lat["p90"])
         if bench_report is not None and path:
             entry, _ = bench_entry(bench_report, path) if named_in(bench_report, path) else (None, [])
-            if entry:
+            if entry:  # latency and size only: bench's accuracy is on its own (smaller) sample
                 p90 = p90 if p90 is not None else (entry.get("latency_ms") or {}).get("p90")
                 size = size if size is not None else entry.get("size_mb")
-                acc = acc if acc is not None else entry.get("accuracy")
+        if isinstance(fid, dict) and fid.get("against") == "labels" and fid.get("metric") in ("top1", "accuracy") \
+                and _finite(fid.get("fp32")) and points and points[-1]["kind"] == "lineage" \
+                and points[-1]["accuracy"] is None:
+            points[-1]["accuracy"] = _opt(fid["fp32"])  # quantize measured its input model on the same labels
         points.append({"label": f"{i + 1}. {rec.get('stage', '?')}", "size_mb": _opt(size), "p90_ms": _opt(p90),
                        "accuracy": _opt(acc), "kind": "lineage"})
     points.append(release_point)

@@ -109,6 +109,7 @@ def scatter(points: list[tuple[float, float, str, bool]], *, title: str, xlabel:
             near[3] = near[3] or hl
         else:
             merged.append([x, y, [label], hl])
+    placed: list[tuple[float, float, float]] = []  # label boxes drawn so far (x0, x1, baseline y)
     for i, (x, y, labels, hl) in enumerate(merged):
         color = HIGHLIGHT if hl else PALETTE[i % len(PALETTE)]
         r = 7 if hl else 5
@@ -116,8 +117,17 @@ def scatter(points: list[tuple[float, float, str, bool]], *, title: str, xlabel:
         body.append(f'<circle cx="{_f(cx)}" cy="{_f(cy)}" r="{r}" fill="{color}" stroke="#fff" stroke-width="1.5"/>')
         anchor = "end" if cx > W * 0.7 else "start"
         dx = -10 if anchor == "end" else 10
-        body.append(f'<text x="{_f(cx + dx)}" y="{_f(cy - 8)}" text-anchor="{anchor}" '
-                    f'class="{"hl" if hl else "lbl"}">{escape(" = ".join(labels))}</text>')
+        text = " = ".join(labels)
+        width = 6.2 * len(text)
+        x0 = cx + dx - (width if anchor == "end" else 0)
+        ty = cy - 8
+        for cand in (cy - 8, cy + 16, cy - 22, cy + 30, cy - 36, cy + 44):  # first spot free of earlier labels
+            if not any(abs(cand - py) < 13 and x0 < px1 and px0 < x0 + width for px0, px1, py in placed):
+                ty = cand
+                break
+        placed.append((x0, x0 + width, ty))
+        body.append(f'<text x="{_f(cx + dx)}" y="{_f(ty)}" text-anchor="{anchor}" '
+                    f'class="{"hl" if hl else "lbl"}">{escape(text)}</text>')
     return _svg(title, body)
 
 
@@ -127,19 +137,34 @@ def cdf(samples: list[float], *, title: str, xlabel: str, marks: dict[str, float
         return placeholder(title, "no latency samples")
     xs = sorted(samples)
     n = len(xs)
-    ax = _Axes(xs, [0.0, 1.0], y_range=(0.0, 1.0))
+    # a heavy tail (scheduler hiccups on a shared machine) would squash the body of the curve into one pixel
+    # column: the axis then stops at 1.5 x p95 and the runs beyond it are counted in a note
+    p90, p95 = xs[int(0.9 * (n - 1))], xs[int(0.95 * (n - 1))]
+    hi = xs[-1] if xs[-1] <= 3 * p90 else p95 * 1.5
+    shown = [x for x in xs if x <= hi]
+    ax = _Axes(shown, [0.0, 1.0], y_range=(0.0, 1.0))
     body = ax.frame(xlabel, "fraction of runs")
     pts = []
     for i, x in enumerate(xs):
-        pts.append(f"{_f(ax.x(x))},{_f(ax.y(i / n))}")
-        pts.append(f"{_f(ax.x(x))},{_f(ax.y((i + 1) / n))}")
+        xx = ax.x(min(x, ax.xhi))
+        pts.append(f"{_f(xx)},{_f(ax.y(i / n))}")
+        pts.append(f"{_f(xx)},{_f(ax.y((i + 1) / n))}")
     body.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#2563eb" stroke-width="2"/>')
-    for i, (name, v) in enumerate((marks or {}).items()):
+    row = 0
+    for name, v in (marks or {}).items():
+        if v > ax.xhi:
+            continue
         xx = _f(ax.x(v))
         body.append(f'<line x1="{xx}" x2="{xx}" y1="{PAD_T}" y2="{H - PAD_B}" stroke="#dc2626" '
                     'stroke-dasharray="3 3"/>')
-        body.append(f'<text x="{xx}" y="{PAD_T + 12 + 12 * i}" text-anchor="start" dx="3" class="lbl">'
+        anchor, dx = ("end", -3) if ax.x(v) > W * 0.75 else ("start", 3)
+        body.append(f'<text x="{xx}" y="{H - PAD_B - 40 - 14 * row}" text-anchor="{anchor}" dx="{dx}" class="lbl">'
                     f'{escape(name)} {v:.3f}</text>')
+        row += 1
+    beyond = n - len([x for x in xs if x <= ax.xhi])
+    if beyond:
+        body.append(f'<text x="{W - PAD_R - 4}" y="{PAD_T + 14}" text-anchor="end" class="lbl">'
+                    f'{beyond} run(s) beyond the axis, max {xs[-1]:.3f}</text>')
     return _svg(title, body)
 
 
