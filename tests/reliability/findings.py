@@ -6,13 +6,50 @@ must be removed here (and the finding closed in FINDINGS.md).
 
 from __future__ import annotations
 
-_INSPECT_CHECKER = ("F1 inspect: exits 0 on a model the ONNX checker rejects (prints 'checker: ...' in yellow); "
-                    "issue 2 wants a corrupt .onnx to exit 2 (onnxgraph/inspect.py + cli/inspect_cmd.py)")
+F1 = ("F1 inspect: exits 0 on a model the ONNX checker rejects (prints 'checker: ...' in yellow); issue 2 wants a "
+      "corrupt .onnx to exit 2 (onnxgraph/inspect.py + cli/inspect_cmd.py)")
+F2 = ("F2 verify: a failed verification ends with '<path>: N failure(s)', not an 'error:' line (cli/verify_cmd.py)")
+F3 = ("F3 quantize: when a write fails (EFBIG), ORT's quant_pre_process prints a Python traceback on stderr and "
+      "ORT leaves 'model-inferred.onnx' beside the INPUT model (quantize/preprocess.py)")
+F4 = ("F4 distill: a failed checkpoint write (ENOSPC/EFBIG) is 'internal error: RuntimeError: [enforce fail at "
+      "inline_container.cc]' from torch.save, not an OutputError (distill checkpoint writing)")
+F5 = ("F5 convert: a run failing in its first stage leaves OUT/ and an empty OUT/stages/ behind (pipeline/run.py)")
 
 OPEN: dict[tuple[str, str], str] = {
-    ("inspect", "model_bitflip_seed1"): _INSPECT_CHECKER,
-    ("inspect", "model_bitflip_seed2"): _INSPECT_CHECKER,
-    ("inspect", "model_opset_99"): _INSPECT_CHECKER,
-    ("inspect", "model_ir_version_99"): _INSPECT_CHECKER,
-    ("inspect", "model_dangling_input"): _INSPECT_CHECKER,
+    ("inspect", "model_bitflip_seed1"): F1,
+    ("inspect", "model_bitflip_seed2"): F1,
+    ("inspect", "model_opset_99"): F1,
+    ("inspect", "model_ir_version_99"): F1,
+    ("inspect", "model_dangling_input"): F1,
+    **{("verify", c): F2 for c in (
+        "release_empty_folder", "release_folder_without_manifest", "release_manifest_garbage",
+        "release_tar_random_bytes", "release_tar_empty_file", "release_tar_dotdot_entry",
+        "release_tar_absolute_entry", "release_tar_symlink_entry", "release_tar_device_entry")},
+    ("quantize", "out_file_size_limit"): F3,
+    ("distill", "out_full_disk"): F4,
+    ("distill", "out_file_size_limit"): F4,
+    ("convert", "recipe_corrupt_model"): F5,
+    ("convert", "recipe_nan_calibration"): F5,
+    ("convert", "out_full_disk"): F5,
+    ("convert", "out_file_size_limit"): F3 + "; " + F5,
+}
+
+# tampering (tests/reliability/test_tampering.py): regions where verify accepts a tampered tarball or crashes
+F6 = ("F6 verify: a corrupted deflate stream raises zlib.error out of verify() (CLI: internal error) instead of "
+      "a listed failure (package/tarball.py extract_checked)")
+F7 = ("F7 verify: accepts a tarball whose gzip header (mtime/xfl/os), gzip trailer (CRC32/ISIZE), last deflate "
+      "byte or tar end-of-archive padding was changed: it stops reading at the tar end marker "
+      "(package/verify.py; the tarball is deterministic, so verify can compare it with tar_bytes(extracted))")
+TAMPER_OPEN: dict[str, str] = {
+    "random-tar": F6,
+    "gzip-header": F7,
+    "gzip-trailer": F7,
+    "gzip-last-deflate-byte": F7,
+    "tar-tail": F7,
+    "tar-random": F7,
+    "verify-last-line": F2,
+}
+
+# interruption trials (tests/reliability/test_interruption.py), by trial index
+INTERRUPT_OPEN: dict[int, str] = {
 }

@@ -6,7 +6,7 @@
   calib.npz       8 real MNIST calibration samples (key `input`, with labels)
   eval.npz        8 real MNIST eval samples (with labels)
   train.npz       32 real MNIST training samples (with labels) for distill
-  nets.py         torch factories `tiny` (teacher) and `small` (student) for export / distill
+  nets.py         torch factories `tiny` (teacher) and `small` (student), 1x28x28 only (Flatten -> Linear)
   tiny.pt         a weights_only-safe state dict for `nets.py:tiny`
   recipe.toml     a small recipe (onnx model source) for convert, once the pipeline lands
 """
@@ -32,14 +32,12 @@ from torch import nn
 
 def tiny():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                         nn.Linear(16, 10))
+    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
 
 
 def small():
     torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                         nn.Linear(8, 10))
+    return nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 13 * 13, 10))
 '''
 
 

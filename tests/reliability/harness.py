@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -132,8 +133,19 @@ def run_inprocess(argv: Sequence[str], *, cwd: Path, tmp: Path) -> Outcome:
     try:
         with _tempdir_as(tmp):
             res = runner.invoke(cli, list(argv), catch_exceptions=True)
-    finally:
+    except Exception:  # noqa: BLE001
+        # CliRunner's own stream isolation failed (a stage that rebinds logging handlers / fds can leave state
+        # from an earlier in-process run): in-process results are not trustworthy, so run the real process.
         os.chdir(old)
+        for leftover in list(tmp.iterdir()):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink()
+        return run_subprocess(argv, cwd=cwd, tmp=tmp)
+    finally:
+        if os.getcwd() != old:
+            os.chdir(old)
     exc = ""
     if res.exception is not None and not isinstance(res.exception, SystemExit):
         exc = "".join(traceback.format_exception(*res.exc_info))  # type: ignore[misc]

@@ -50,6 +50,24 @@ class Result:
 
 _COUNTER = itertools.count()
 
+# Process-wide caches that libraries (not edgecompress) keep in the system temp dir on purpose: torch's inductor
+# cache and a 51-byte session stamp a torch native library drops as $TMPDIR/.ses. They are not stage temp work.
+LIBRARY_CACHES = ("torchinductor_", ".ses")
+
+
+def _filesystem_problems(before: dict[str, str], after: dict[str, str], tmp: Path) -> list[str]:
+    out = []
+    for change in diff_snapshots(before, after):
+        path = Path(change.split(": ", 1)[1])
+        try:
+            rel = path.relative_to(tmp)
+        except ValueError:
+            rel = None
+        if rel is not None and rel.parts and rel.parts[0].startswith(LIBRARY_CACHES):
+            continue
+        out.append(change)
+    return out
+
 
 def run_pair(world: World, command_name: str, case_name: str, *, base: Path | None = None,
              force_subprocess: bool = False) -> Result:
@@ -73,7 +91,7 @@ def run_pair(world: World, command_name: str, case_name: str, *, base: Path | No
         after = snapshot(*watched)
         expectation = case.expectation(command_name)
         problems = check_clean_failure(outcome) if expectation == "fail" else check_clean_any(outcome)
-        changes = diff_snapshots(before, after)
+        changes = _filesystem_problems(before, after, rd.tmp)
         if outcome.rc == 0 and expectation == "any":
             # success is legitimate here: only the output itself may be new
             out = values.get("out", "")
@@ -98,5 +116,6 @@ def run_control(world: World, command_name: str, *, base: Path | None = None) ->
     problems = []
     if outcome.rc != 0 or outcome.exception:
         problems.append(f"control run failed: {outcome.describe()}")
-    problems += [f"filesystem: {c}" for c in diff_snapshots(before, snapshot(world.inputs, rd.cwd, rd.tmp))]
+    problems += [f"filesystem: {c}" for c in
+                 _filesystem_problems(before, snapshot(world.inputs, rd.cwd, rd.tmp), rd.tmp)]
     return outcome, problems, values

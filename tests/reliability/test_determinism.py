@@ -1,0 +1,76 @@
+"""Same inputs, same bytes: quantize, prune and package run twice (same paths) give identical outputs.
+
+Targets are pinned to a profile (not `host`) so that no choice depends on timings measured on this machine, and
+package does not measure latency: what is left must be a pure function of the inputs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .commands import COMMANDS
+from .harness import RunDirs, run_inprocess
+
+TARGET = "x86_64-avx2"
+
+
+def _files(p: Path) -> dict[str, bytes]:
+    if p.is_file():
+        return {p.name: p.read_bytes()}
+    return {q.relative_to(p).as_posix(): q.read_bytes() for q in sorted(p.rglob("*")) if q.is_file()}
+
+
+def _twice(tmp_path: Path, argv_for, outputs) -> list[dict[str, bytes]]:
+    runs = []
+    for _ in range(2):
+        rd = RunDirs(tmp_path / "run")
+        outcome = run_inprocess(argv_for(rd), cwd=rd.cwd, tmp=rd.tmp)
+        assert outcome.rc == 0, outcome.describe()
+        got: dict[str, bytes] = {}
+        for out in outputs(rd):
+            got.update({f"{out.name}/{k}": v for k, v in _files(out).items()})
+        runs.append(got)
+        shutil.rmtree(rd.base)
+    return runs
+
+
+def _assert_same(runs: list[dict[str, bytes]]) -> None:
+    a, b = runs
+    assert sorted(a) == sorted(b)
+    differ = [k for k in a if a[k] != b[k]]
+    assert not differ, f"outputs differ between two identical runs: {differ}"
+
+
+def _need(command: str) -> None:
+    if not COMMANDS[command].available():
+        pytest.skip(f"{command} has not landed yet")
+
+
+@pytest.mark.parametrize("extra", [[], ["--method", "histogram", "--per-tensor"]], ids=["defaults", "histogram"])
+def test_quantize_twice_same_bytes(world, tmp_path, extra):
+    _need("quantize")
+    runs = _twice(tmp_path, lambda rd: ["quantize", str(world.model), "--calibration", str(world.calib),
+                                        "--eval", str(world.eval), "--out", str(rd.out / "q.onnx"),
+                                        "--target", TARGET, "--allow-slower", *extra],
+                  lambda rd: [rd.out / "q.onnx"])
+    _assert_same(runs)
+
+
+def test_prune_twice_same_bytes(world, tmp_path):
+    _need("prune")
+    runs = _twice(tmp_path, lambda rd: ["prune", str(world.model), "--out", str(rd.out / "p.onnx"), "--ratio", "0.5",
+                                        "--calibration", str(world.calib), "--target", TARGET],
+                  lambda rd: [rd.out / "p.onnx"])
+    _assert_same(runs)
+
+
+def test_package_twice_same_bytes(world, tmp_path):
+    _need("package")
+    runs = _twice(tmp_path, lambda rd: ["package", str(world.model), "--out", str(rd.out / "release"),
+                                        "--target", TARGET, "--eval", str(world.eval), "--calibration",
+                                        str(world.calib), "--no-measure-latency"],
+                  lambda rd: [rd.out / "release", rd.out / "release.tar.gz"])
+    _assert_same(runs)
