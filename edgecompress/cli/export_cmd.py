@@ -52,7 +52,7 @@ def export_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], out: str
     c = console()
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     try:
-        result = export(model, cfg, out=out, data=data, progress=lambda m: c.print(f"[dim]{m}[/dim]"))
+        result = export(model, cfg, out=out, data=data, progress=lambda m: c.print(m, style="dim", markup=False))
     except Exception as exc:
         rep = getattr(exc, "report", None)
         if not as_json and isinstance(rep, dict):

@@ -113,7 +113,7 @@ def export_dynamo(model, args: tuple, specs: list[InputSpec], output_names: list
 
     dims: dict[str, Any] = {}
     dynamic_shapes = None
-    if any(s.dynamic for s in specs):
+    if any(s.dynamic for s in specs) and not isinstance(model, torch.export.ExportedProgram):
         def dim(name: str):
             if name not in dims:
                 dims[name] = torch.export.Dim(name)

@@ -11,6 +11,8 @@ import pytest
 
 from edgecompress.errors import ModelError, ValidationError
 from edgecompress.export import ExportConfig, export
+from edgecompress.export.source import load_factory
+from edgecompress.onnxgraph.census import count_macs
 from edgecompress.onnxgraph.io import input_specs
 
 FACTORIES = textwrap.dedent("""
@@ -91,6 +93,28 @@ def test_parity_cnn_depthwise_mlp(models_py, tmp_path, factory, inputs):
         assert input_specs(m)[0].shape[0] == "batch"
         assert len(rep.parity[0].shapes) == 3  # batch 2, 3, 5 all ran
     assert res.artifact.stage == "export" and res.artifact.metrics["params"] > 0
+    # the ONNX MAC count equals a PyTorch forward-hook count of the same model (batch 1)
+    assert count_macs(m).total == _torch_macs(load_factory(f"{models_py}:{factory}"), inputs[0])
+
+
+def _torch_macs(module, spec: str) -> int:
+    import torch
+
+    total = [0]
+
+    def hook(mod, _inp, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            total[0] += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, torch.nn.Linear):
+            total[0] += out.numel() * mod.in_features
+
+    for mod in module.modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            mod.register_forward_hook(hook)
+    shape = [1] + [int(d) for d in spec.split(":")[1].split("x")[1:]]
+    with torch.no_grad():
+        module.eval()(torch.randn(*shape))
+    return total[0]
 
 
 def test_parity_transformer_dynamic_seq_torchscript(models_py, tmp_path):
@@ -139,11 +163,16 @@ def test_weights_state_dict_and_checkpoint_dict(models_py, tmp_path):
         res = _run(models_py, tmp_path, "mlp", ["x:1x64"], **kw)
         got = ort.InferenceSession(str(res.artifact.path)).run(None, {"x": x.numpy()})[0]
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
-    # MODEL given as the distill checkpoint itself
+    # MODEL given as the distill checkpoint itself, as a path and as the distill stage's ModelArtifact
     res = export(str(tmp_path / "ckpt.pt"), ExportConfig(inputs=("x:1x64",), exporter="torchscript"),
                  out=tmp_path / "from_ckpt.onnx")
     got = ort.InferenceSession(str(res.artifact.path)).run(None, {"x": x.numpy()})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    from edgecompress.artifact import ModelArtifact
+
+    parent = ModelArtifact(path=tmp_path / "ckpt.pt", format="torch", stage="distill")
+    res = export(parent, ExportConfig(inputs=("x:1x64",), exporter="torchscript"), out=tmp_path / "art.onnx")
+    assert [s["stage"] for s in res.artifact.lineage()] == ["distill", "export"]
 
 
 def test_weights_that_do_not_fit(models_py, tmp_path):
