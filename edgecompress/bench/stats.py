@@ -32,5 +32,6 @@ def interleaved_ratios(paths: Sequence[str], round_latency_ms: Sequence[Sequence
 
 
 def block_size(runs: int) -> int:
-    """Runs per model per round: 1 for short benches, larger so that there are about 20-50 rounds."""
-    return max(1, runs // 40)
+    """Runs per model per round: 1 (turns as short as possible follow the machine's load best) up to 500 runs,
+    then enough to keep about 500 rounds."""
+    return max(1, runs // 500)
