@@ -1,0 +1,89 @@
+"""`edgecompress prune`: structured channel / unit / head pruning on the ONNX graph (wiring over edgecompress.prune)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import console, emit_json, handle_errors, json_option, target_option
+
+
+@click.command("prune", context_settings={"max_content_width": 110})
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), metavar="OUT.onnx",
+              help="Where to write the pruned model (written atomically).")
+@click.option("--ratio", type=float, default=None, metavar="R",
+              help="Remove the fraction R of the channels of every prunable group (uniform), 0 <= R < 1.")
+@click.option("--target-macs", type=float, default=None, metavar="F",
+              help="Keep the fraction F of the MACs (0 < F < 1), ranking channels globally across groups.")
+@click.option("--criterion", type=click.Choice(["l1", "l2", "magnitude", "bn", "activation"]), default="l2",
+              show_default=True,
+              help="Channel importance: l1/l2 of the producer weights (x BatchNorm scale); magnitude: prune norms "
+                   "below --alpha x the group's max; bn: BatchNorm |gamma|; activation: mean |activation| x "
+                   "consumer weight norm (needs --calibration).")
+@click.option("--alpha", type=float, default=0.05, show_default=True, metavar="A",
+              help="Threshold of --criterion magnitude, as a fraction of the group's largest norm.")
+@click.option("--calibration", default=None, metavar="DATA",
+              help="Calibration data (.npz, folder, images, module:function) for reconstruction and activations.")
+@click.option("--eval", "eval_data", default=None, metavar="DATA",
+              help="Evaluation data (optional 'labels'): the pruned model is compared with the input on it.")
+@click.option("--reconstruct/--no-reconstruct", default=True, show_default=True,
+              help="With --calibration: re-fit consumer weights by least squares and re-match BatchNorm statistics.")
+@click.option("--round-to", type=int, default=None, metavar="N",
+              help="Kept channels are a multiple of N (default: the target profile's, else 8).")
+@click.option("--skip", multiple=True, metavar="NODE", help="Never prune the output channels of NODE (repeatable).")
+@click.option("--samples", type=int, default=128, show_default=True, help="Calibration samples used.")
+@target_option
+@json_option
+@handle_errors
+def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eval_data, reconstruct, round_to, skip,
+              samples, target, as_json):
+    """Prune channels, MLP units and attention heads of MODEL.onnx structurally.
+
+    \b
+    Coupled channels (residual adds, concats, depthwise convs, flatten -> linear, heads) are removed together;
+    anything not understood is left alone and listed with the reason. Model inputs/outputs keep their shape.
+    Exit 2 when nothing can be pruned or an option is out of range.
+
+    \b
+    Examples:
+      edgecompress prune model.onnx --target-macs 0.5 --calibration calib.npz --eval eval.npz --out pruned.onnx
+      edgecompress prune model.onnx --ratio 0.3 --criterion bn --out pruned.onnx --json
+    """
+    from ..prune import PruneConfig, prune
+
+    cfg = PruneConfig(ratio=ratio, target_macs=target_macs, criterion=criterion, alpha=alpha, reconstruct=reconstruct,
+                      round_to=round_to, skip=tuple(skip), samples=samples)
+    result = prune(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
+    if as_json:
+        emit_json({"ok": True, **result.to_dict()})
+        return
+    _print(result)
+
+
+def _print(result) -> None:
+    from rich.table import Table
+
+    r = result.report
+    t = Table(title=f"pruned -> {result.artifact.path}")
+    for col in ("group", "kind", "before", "after"):
+        t.add_column(col)
+    for g in r.groups:
+        t.add_row(g.name, g.kind, str(g.channels_before), str(g.channels_after))
+    con = console()
+    con.print(t)
+    con.print(f"MACs {r.macs_before:,} -> {r.macs_after:,} ({r.macs_kept:.1%} kept); "
+              f"params {r.params_before:,} -> {r.params_after:,} ({r.params_kept:.1%} kept)")
+    if r.fidelity is not None:
+        f = r.fidelity
+        line = f"fidelity on {f.samples} samples: cosine {f.cosine:.4f}, relative error {f.rel_error:.4f}"
+        if f.accuracy_pruned is not None:
+            line += f", accuracy {f.accuracy_input:.4f} -> {f.accuracy_pruned:.4f}"
+        if r.fidelity_without_reconstruction is not None and r.fidelity_without_reconstruction.accuracy_pruned is not None:
+            line += f" (without reconstruction {r.fidelity_without_reconstruction.accuracy_pruned:.4f})"
+        con.print(line)
+    if r.unprunable:
+        con.print(f"{len(r.unprunable)} group(s) left unpruned:")
+        for u in r.unprunable:
+            con.print(f"  {u.name} ({u.channels} {u.kind}): {u.reasons[0]}")
+    for n in r.notes:
+        con.print(f"note: {n}")

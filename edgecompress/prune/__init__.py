@@ -1,0 +1,15 @@
+"""Structured pruning on the ONNX graph: dependency groups, criteria, least-squares reconstruction.
+
+    from edgecompress.prune import PruneConfig, prune
+    result = prune("model.onnx", PruneConfig(target_macs=0.5), out="pruned.onnx", calibration="calib.npz")
+
+Modules: config (PruneConfig), graphutil (onnx-ir helpers), groups + rules + attention (dependency analysis),
+criteria (importance), select (ratio / magnitude / global MACs target), apply (ChannelRemovalPass),
+reconstruct (LeastSquaresReconstruction), bnstats (BatchNormMomentMatching), report, stage (prune()).
+"""
+
+from .config import CRITERIA, PruneConfig
+from .report import Fidelity, GroupReport, PruneReport, UnprunableGroup
+from .stage import prune
+
+__all__ = ["CRITERIA", "Fidelity", "GroupReport", "PruneConfig", "PruneReport", "UnprunableGroup", "prune"]

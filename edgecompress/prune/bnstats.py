@@ -1,0 +1,68 @@
+"""BatchNormMomentMatching: re-estimate BatchNorm statistics of the pruned model on calibration data.
+
+For each BatchNormalization (in topological order) the running mean/var are re-estimated so that the normalized
+input of the pruned model has the same per-channel mean and spread as the original model's on the same data:
+with (mu_o, s_o) and (mu_p, s_p) the calibration statistics of the BN input in the original and pruned model,
+    sqrt(var' + eps) = s_p / s_o * sqrt(var + eps),   mean' = mu_p - (mu_o - mean) * sqrt(var' + eps) / sqrt(var + eps).
+This is the classic "re-estimate BN after pruning" step, written so an unchanged layer is left unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from .calib import collect
+from .graphutil import attr, const_array, set_const
+from .groups import Analysis
+
+
+def _moments(xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.concatenate([np.moveaxis(np.asarray(a, dtype=np.float64), 1, 0).reshape(a.shape[1], -1) for a in xs], 1)
+    return x.mean(1), x.std(1)
+
+
+class BatchNormMomentMatching:
+    def __init__(self, reference: onnx.ModelProto, analysis: Analysis, keep: Mapping[int, np.ndarray],
+                 feeds: Sequence[dict]) -> None:
+        self.reference = reference
+        self.analysis = analysis
+        self.keep = keep
+        self.feeds = list(feeds)
+        self.updated: list[str] = []
+
+    def _kept(self, node: str, n: int) -> np.ndarray:
+        for gid, kept in self.keep.items():
+            if any(sl.node == node and sl.kind == "bn_scale" for sl in self.analysis.groups[gid].slices):
+                return kept
+        return np.arange(n)
+
+    def __call__(self, model: ir.Model) -> bool:
+        bns = [n for n in model.graph if n.op_type == "BatchNormalization"
+               and all(const_array(v) is not None for v in n.inputs[1:5])]
+        if not bns:
+            return False
+        ref = collect(self.reference, [n.inputs[0].name for n in bns], self.feeds)
+        for node in bns:
+            xs = collect(model, [node.inputs[0].name], self.feeds)[node.inputs[0].name]
+            mean, var = const_array(node.inputs[3]).astype(np.float64), const_array(node.inputs[4]).astype(np.float64)
+            eps = float(attr(node, "epsilon", 1e-5))
+            mu_p, s_p = _moments(xs)
+            mu_o, s_o = _moments(ref[node.inputs[0].name])
+            kept = self._kept(node.name, len(mu_o))
+            mu_o, s_o = mu_o[kept], s_o[kept]
+            ok = (s_o > 1e-8) & (s_p > 1e-8)
+            sd = np.sqrt(var + eps)
+            sd_new = np.where(ok, s_p / np.where(ok, s_o, 1) * sd, sd)
+            mean_new = np.where(ok, mu_p - (mu_o - mean) * sd_new / sd, mean + (mu_p - mu_o))
+            var_new = np.maximum(sd_new ** 2 - eps, 0)
+            if np.allclose(mean_new, mean, rtol=1e-6, atol=1e-7) and np.allclose(var_new, var, rtol=1e-6, atol=1e-7):
+                continue
+            dtype = const_array(node.inputs[3]).dtype
+            set_const(node.inputs[3], mean_new.astype(dtype))
+            set_const(node.inputs[4], var_new.astype(dtype))
+            self.updated.append(node.name)
+        return bool(self.updated)

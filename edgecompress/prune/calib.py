@@ -1,0 +1,29 @@
+"""Run a model on calibration feeds and collect intermediate tensors (helper for the recovery passes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from ..onnxgraph.runtime import make_session
+from .graphutil import to_proto
+
+
+def collect(model: onnx.ModelProto | ir.Model, names: Sequence[str], feeds: Sequence[dict]) -> dict[str, list[np.ndarray]]:
+    """name -> one array per feed (intermediate tensors are exposed as extra graph outputs of a copy)."""
+    proto = to_proto(model) if isinstance(model, ir.Model) else model
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    existing = {o.name for o in proto.graph.output}
+    for n in names:
+        if n not in existing:
+            proto.graph.output.append(onnx.ValueInfoProto(name=n))
+    sess = make_session(proto.SerializeToString(), origin="model (calibration pass)")
+    names = list(names)
+    out: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for feed in feeds:
+        for n, r in zip(names, sess.run(names, feed), strict=False):
+            out[n].append(np.asarray(r))
+    return out

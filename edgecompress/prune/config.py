@@ -1,0 +1,73 @@
+"""PruneConfig: the frozen configuration of the prune stage (field names = recipe keys = CLI flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+CRITERIA = ("l1", "l2", "magnitude", "bn", "activation")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What to prune and how.
+
+    ratio: fraction of the channels (units, heads) removed from every prunable group, in [0, 1).
+    target_macs: fraction of the input model's MACs to keep, in (0, 1); groups are ranked globally.
+    criterion: l1 | l2 | magnitude (prune norms below alpha x the group's max) | bn (BatchNorm |gamma|) |
+        activation (mean |activation| x consumer weight norm; needs calibration data).
+    alpha: magnitude threshold, in (0, 1).
+    reconstruct: with calibration data, re-fit consumer weights by least squares and re-match BatchNorm statistics.
+    round_to: kept channels are a multiple of this (None: the target profile's, else 8).
+    skip: node names whose output channels are never pruned.
+    min_keep: fraction of each group that is always kept, in (0, 1].
+    samples: calibration samples used for activation statistics and reconstruction.
+    """
+
+    ratio: float | None = None
+    target_macs: float | None = None
+    criterion: str = "l2"
+    alpha: float = 0.05
+    reconstruct: bool = True
+    round_to: int | None = None
+    skip: tuple[str, ...] = ()
+    min_keep: float = 0.1
+    samples: int = 128
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skip", tuple(self.skip or ()))
+        if self.criterion not in CRITERIA:
+            raise ConfigError(f"criterion must be one of {', '.join(CRITERIA)}; got {self.criterion!r}")
+        if self.ratio is not None and self.target_macs is not None:
+            raise ConfigError("ratio and target_macs are exclusive; give one of them")
+        if self.ratio is None and self.target_macs is None and self.criterion != "magnitude":
+            raise ConfigError("ratio or target_macs is required (or criterion='magnitude' with alpha)")
+        if self.ratio is not None:
+            _number("ratio", self.ratio)
+            if not 0 <= self.ratio < 1:
+                raise ConfigError(f"ratio must be in [0, 1) (the fraction of channels removed); got {self.ratio!r}")
+        if self.target_macs is not None:
+            _number("target_macs", self.target_macs)
+            if not 0 < self.target_macs < 1:
+                raise ConfigError(f"target_macs must be in (0, 1) (the fraction of MACs kept); got {self.target_macs!r}")
+        _number("alpha", self.alpha)
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be in (0, 1); got {self.alpha!r}")
+        if not isinstance(self.reconstruct, bool):
+            raise ConfigError(f"reconstruct must be true or false; got {self.reconstruct!r}")
+        if self.round_to is not None and (isinstance(self.round_to, bool) or not isinstance(self.round_to, int)
+                                          or not 1 <= self.round_to <= 256):
+            raise ConfigError(f"round_to must be an integer in 1..256; got {self.round_to!r}")
+        if not all(isinstance(s, str) and s for s in self.skip):
+            raise ConfigError(f"skip must be a list of node names; got {list(self.skip)!r}")
+        _number("min_keep", self.min_keep)
+        if not 0 < self.min_keep <= 1:
+            raise ConfigError(f"min_keep must be in (0, 1]; got {self.min_keep!r}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise ConfigError(f"samples must be a positive integer; got {self.samples!r}")
+
+
+def _number(name: str, v: object) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+        raise ConfigError(f"{name} must be a number; got {v!r}")

@@ -1,0 +1,75 @@
+"""PruneReport: what was pruned, why the rest was not, and what it cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..artifact import config_to_dict
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    id: int
+    name: str
+    kind: str  # channels | units | heads
+    unit: int  # tensor indices per channel (head width for heads)
+    channels_before: int
+    channels_after: int
+    members: tuple[str, ...]
+    criterion_values: tuple[float, ...]
+    removed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class UnprunableGroup:
+    name: str
+    kind: str
+    channels: int
+    members: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Pruned vs input model on the same samples."""
+
+    samples: int
+    cosine: float
+    max_abs: float
+    rel_error: float
+    top1_agreement: float | None = None
+    accuracy_input: float | None = None
+    accuracy_pruned: float | None = None
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    criterion: str
+    mode: str  # ratio | target_macs | magnitude
+    round_to: int
+    groups: tuple[GroupReport, ...]
+    unprunable: tuple[UnprunableGroup, ...]
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    fidelity: Fidelity | None = None
+    fidelity_without_reconstruction: Fidelity | None = None
+    reconstructed: tuple[str, ...] = ()
+    bn_reestimated: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def macs_kept(self) -> float:
+        return self.macs_after / self.macs_before if self.macs_before else 1.0
+
+    @property
+    def params_kept(self) -> float:
+        return self.params_after / self.params_before if self.params_before else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = config_to_dict(self)
+        d["macs_kept"] = self.macs_kept
+        d["params_kept"] = self.params_kept
+        return d

@@ -1,0 +1,184 @@
+"""The prune stage: load -> analyze groups -> score -> select -> remove -> recover -> validate -> save."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from ..artifact import ModelArtifact, StageResult
+from ..data import FeedData, load_data
+from ..errors import UnsupportedError, ValidationError
+from ..fsutil import check_output_path
+from ..onnxgraph import census
+from ..onnxgraph.io import check_model, input_specs, load_model, output_specs, save_model
+from ..onnxgraph.runtime import make_session, run_all
+from .apply import ChannelRemovalPass
+from .bnstats import BatchNormMomentMatching
+from .config import PruneConfig
+from .criteria import activation_means, compute_scores
+from .graphutil import to_ir, to_proto, unshare_constants
+from .groups import Analysis, analyze
+from .reconstruct import LeastSquaresReconstruction
+from .report import Fidelity, GroupReport, PruneReport, UnprunableGroup
+from .select import MacModel, make_plan, select_magnitude, select_ratio, select_target_macs
+
+
+def _as_artifact(model: str | os.PathLike[str] | ModelArtifact) -> ModelArtifact:
+    return model if isinstance(model, ModelArtifact) else ModelArtifact(Path(model), "onnx", "input")
+
+
+def _round_to(config: PruneConfig, target: Any) -> int:
+    if config.round_to is not None:
+        return config.round_to
+    if target is None:
+        return 8
+    from ..targets import get_target
+
+    return get_target(target).round_to
+
+
+def _data(spec: Any, model: onnx.ModelProto, what: str, limit: int | None) -> FeedData | None:
+    if spec is None:
+        return None
+    fd = load_data(spec, what=what).validated(input_specs(model), what=what)
+    return fd.head(limit) if limit else fd
+
+
+def unprunable_error(analysis: Analysis) -> UnsupportedError:
+    lines = [f"{g.name}: {g.reasons[0]}" for g in analysis.groups]
+    report = {"unprunable": [{"name": g.name, "channels": g.size, "reasons": g.reasons} for g in analysis.groups]}
+    shown = "; ".join(lines[:6]) + (f"; ... ({len(lines) - 6} more)" if len(lines) > 6 else "")
+    return UnsupportedError(f"nothing in this graph can be pruned safely: {shown or 'no Conv/Gemm/MatMul channels'}",
+                            hint="see the reasons per group (--json); use --skip or re-export the model", report=report)
+
+
+def fidelity(ref: onnx.ModelProto, got: onnx.ModelProto, data: FeedData) -> Fidelity:
+    s_ref = make_session(ref.SerializeToString(), origin="input model")
+    s_got = make_session(got.SerializeToString(), origin="pruned model")
+    a, b = run_all(s_ref, data), run_all(s_got, data)
+    r = np.concatenate([np.asarray(x, np.float64).reshape(1, -1) for x in a[0]])
+    g = np.concatenate([np.asarray(x, np.float64).reshape(1, -1) for x in b[0]])
+    if r.shape != g.shape:
+        raise ValidationError(f"pruned model output shape {g.shape} differs from the input model's {r.shape}")
+    if not np.isfinite(g).all():
+        raise ValidationError("pruned model produces NaN/Inf on the evaluation data")
+    err = float(np.abs(r - g).max()) if r.size else 0.0
+    den = float(np.linalg.norm(r) * np.linalg.norm(g))
+    cos = float((r * g).sum() / den) if den > 0 else 1.0
+    rel = float(np.linalg.norm(r - g) / max(np.linalg.norm(r), 1e-12))
+    top1 = acc_in = acc_out = None
+    if r.shape[1] > 1 and np.ndim(a[0][0]) == 2:
+        top1 = float((r.argmax(1) == g.argmax(1)).mean())
+        if data.labels is not None and len(data.labels) == len(r):
+            lab = np.asarray(data.labels).reshape(-1)
+            acc_in, acc_out = float((r.argmax(1) == lab).mean()), float((g.argmax(1) == lab).mean())
+    return Fidelity(len(r), cos, err, rel, top1, acc_in, acc_out)
+
+
+def _group_reports(analysis: Analysis, scores: dict, keep: dict) -> tuple[tuple, tuple]:
+    done, blocked = [], []
+    for g in analysis.groups:
+        if not g.prunable:
+            blocked.append(UnprunableGroup(g.name, g.kind, g.size, tuple(g.origins), tuple(g.reasons)))
+            continue
+        kept = keep.get(g.id)
+        removed = () if kept is None else tuple(int(i) for i in np.setdiff1d(np.arange(g.size), kept))
+        sc = scores.get(g.id)
+        done.append(GroupReport(g.id, g.name, g.kind, g.unit, g.size, g.size - len(removed), tuple(g.origins),
+                                tuple(round(float(v), 6) for v in sc) if sc is not None else (), removed))
+    return tuple(done), tuple(blocked)
+
+
+def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *, out: str | os.PathLike[str],
+          calibration: Any = None, eval_data: Any = None, target: Any = None) -> StageResult:
+    """Structured pruning of an ONNX model (see docs/prune.md)."""
+    art = _as_artifact(model)
+    out = check_output_path(out)
+    src = load_model(art.path)
+    round_to = _round_to(config, target)
+    notes: list[str] = []
+    calib = _data(calibration, src, "calibration data", config.samples)
+    evald = _data(eval_data, src, "evaluation data", None)
+    if config.criterion == "activation" and calib is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("criterion 'activation' needs calibration data (--calibration)")
+
+    work = to_ir(src)
+    unshare_constants(work.graph)
+    base = to_proto(work, keep_shapes=True)
+    analysis = analyze(work, config.skip)
+    notes += analysis.notes
+    gids = [g.id for g in analysis.groups if g.prunable]
+    if not gids:
+        raise unprunable_error(analysis)
+
+    feeds = calib.feeds() if calib is not None else None
+    acts = activation_means(base.SerializeToString(), analysis, gids, feeds) if config.criterion == "activation" else None
+    scores, more = compute_scores(work, analysis, gids, config.criterion, acts)
+    notes += more
+    macs0 = census.count_macs(base)
+    predicted = None
+    if config.target_macs is not None:
+        counts, predicted, more = select_target_macs(analysis, scores, config.target_macs, round_to, config.min_keep,
+                                                     MacModel(analysis, macs0.per_node, macs0.total))
+        notes += more
+        mode = "target_macs"
+    elif config.criterion == "magnitude":
+        counts = select_magnitude(analysis, scores, config.alpha, round_to, config.min_keep, config.ratio)
+        mode = "magnitude"
+    else:
+        counts = select_ratio(analysis, scores, config.ratio or 0.0, round_to, config.min_keep)
+        mode = "ratio"
+    plan = make_plan(analysis, scores, counts, predicted, [])
+
+    pruned_ir = ir.from_proto(base)
+    ChannelRemovalPass(analysis, plan.keep)(pruned_ir)
+    raw = to_proto(pruned_ir)
+    final, recon, bn_done = raw, [], []
+    check = evald or calib
+    fid_raw = fidelity(base, raw, check) if check is not None else None
+    fid = fid_raw
+    if calib is not None and config.reconstruct and plan.keep:
+        ls = LeastSquaresReconstruction(base, analysis, plan.keep, feeds)
+        ls(pruned_ir)
+        bn = BatchNormMomentMatching(base, analysis, plan.keep, feeds)
+        bn(pruned_ir)
+        notes += ls.notes
+        recon, bn_done = ls.refitted, bn.updated
+        final = to_proto(pruned_ir)
+        before = fid_raw if check is calib else fidelity(base, raw, calib)
+        after = fidelity(base, final, calib)
+        fid = fidelity(base, final, check) if check is not calib else after
+        if after.rel_error > before.rel_error:
+            notes.append(f"reconstruction raised the output error on the calibration data ({before.rel_error:.4g} "
+                         f"-> {after.rel_error:.4g}); the model without reconstruction is written")
+            final, fid, recon, bn_done = raw, fid_raw, [], []
+    _validate(src, final)
+    save_model(final, out)
+
+    macs1 = census.count_macs(final)
+    groups, blocked = _group_reports(analysis, scores, plan.keep)
+    report = PruneReport(config.criterion, mode, round_to, groups, blocked, census.count_params(src),
+                         census.count_params(final), macs0.total, macs1.total, fid,
+                         fid_raw if recon or bn_done else None, tuple(recon), tuple(bn_done), tuple(notes))
+    metrics = {"macs_kept": report.macs_kept, "params_kept": report.params_kept}
+    if fid is not None:
+        metrics["cosine"] = fid.cosine
+    return StageResult(art.derive(Path(out), "prune", config=config, metrics=metrics), report)
+
+
+def _validate(src: onnx.ModelProto, final: onnx.ModelProto) -> None:
+    try:
+        check_model(final, "pruned model")
+    except Exception as exc:  # ModelError from the checker: our bug, reported as a failed validation
+        raise ValidationError(f"pruned model fails the ONNX checker: {exc}") from None
+    if [(t.name, t.dtype) for t in input_specs(final)] != [(t.name, t.dtype) for t in input_specs(src)] or \
+            [t.name for t in output_specs(final)] != [t.name for t in output_specs(src)]:
+        raise ValidationError("pruned model changed the model's I/O signature")
+    make_session(final.SerializeToString(), origin="pruned model")
