@@ -18,11 +18,10 @@ from ..data import FeedData, load_data, random_feeds
 from ..errors import ConfigError, EdgecompressError, UnsupportedError, ValidationError
 from ..fsutil import (
     atomic_dir,
-    atomic_write_bytes,
+    atomic_path,
     check_output_dir,
     check_output_path,
     require_file,
-    sha256_bytes,
     sha256_file,
 )
 from ..onnxgraph.io import input_specs, load_model, output_specs
@@ -36,7 +35,7 @@ from .config import FLOAT_TOLERANCE, QUANT_TOLERANCE, PackageConfig, PackageRepo
 from .mobile import mobile_verdict
 from .ortformat import convert_to_ort, ort_session, parse_required_operators
 from .sample import write_sample
-from .tarball import release_files, tar_bytes
+from .tarball import release_files, write_tarball
 
 PARITY_SAMPLES = 8
 
@@ -141,12 +140,12 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
         manifest["files"] = _file_table(tmp)
         sealed = mf.seal(manifest)
         (tmp / mf.MANIFEST).write_text(mf.dumps(sealed), encoding="utf-8")
-        tar_data = tar_bytes(tmp, f"{config.name}-{config.version}") if config.tarball else None
     # the folder is complete and in place; the tarball follows (an interrupt in between leaves a whole folder)
     tar_sha = None
-    if tar_data is not None:
-        tar_sha = sha256_bytes(tar_data)
-        atomic_write_bytes(tar_path, tar_data)
+    if config.tarball:
+        with atomic_path(tar_path) as tmp_tar:
+            write_tarball(out, f"{config.name}-{config.version}", tmp_tar)
+        tar_sha = sha256_file(tar_path)
 
     report = PackageReport(release=str(out), tarball=str(tar_path) if config.tarball else None,
                            tarball_sha256=tar_sha, files=sealed["files"], metrics=metrics, budgets=budget_results,

@@ -10,12 +10,11 @@ the checked regular files are extracted (tarfile's `data` filter on top).
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import tarfile
 from pathlib import Path, PurePosixPath
 
-GZIP_LEVEL = 9
+GZIP_LEVEL = 6  # 9 is ~3x slower on float weights for ~1 % smaller files
 
 
 def release_files(root: Path) -> list[str]:
@@ -39,24 +38,33 @@ def _info(name: str, *, is_dir: bool, size: int = 0) -> tarfile.TarInfo:
     return ti
 
 
-def tar_bytes(root: Path, top: str) -> bytes:
-    """The release folder `root` as a gzip'd tar whose bytes depend only on the files' paths and contents."""
+def write_tarball(root: Path, top: str, dest: Path) -> None:
+    """Write the release folder `root` to `dest` as a gzip'd tar whose bytes depend only on the files' paths and
+    contents (streamed: memory stays small for large models)."""
     files = release_files(root)
     dirs = sorted({str(PurePosixPath(f).parent) for f in files if "/" in f})
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tf:
+    with open(dest, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tf:
         tf.addfile(_info(top, is_dir=True))
         entries = [(d, True) for d in dirs] + [(f, False) for f in files]
         for rel, is_dir in sorted(entries):
             if is_dir:
                 tf.addfile(_info(f"{top}/{rel}", is_dir=True))
             else:
-                data = (root / rel).read_bytes()
-                tf.addfile(_info(f"{top}/{rel}", is_dir=False, size=len(data)), io.BytesIO(data))
-    out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=GZIP_LEVEL) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
+                path = root / rel
+                with open(path, "rb") as fh:
+                    tf.addfile(_info(f"{top}/{rel}", is_dir=False, size=path.stat().st_size), fh)
+
+
+def tar_bytes(root: Path, top: str) -> bytes:
+    """`write_tarball` into memory (tests, small releases)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        dest = Path(d) / "t.tar.gz"
+        write_tarball(root, top, dest)
+        return dest.read_bytes()
 
 
 def check_members(members: list[tarfile.TarInfo]) -> tuple[list[str], list[tarfile.TarInfo], str | None]:
