@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -142,7 +143,8 @@ def extract_checked(tar_path: Path, dest: Path) -> tuple[list[str], str | None]:
                 failures.append(f"tarball: cannot read entry {m.name!r}")
                 continue
             try:
-                target.write_bytes(src.read())
+                with open(target, "wb") as fh:
+                    shutil.copyfileobj(src, fh, 1 << 20)
             except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
                 failures.append(f"tarball: entry {m.name!r} cannot be read ({exc})")
     return failures, top
