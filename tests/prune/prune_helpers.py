@@ -28,3 +28,34 @@ def run(path_or_proto, x: np.ndarray) -> np.ndarray:
     src = path_or_proto.SerializeToString() if isinstance(path_or_proto, onnx.ModelProto) else str(path_or_proto)
     s = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
     return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+def plant_zeros(src, dst, fraction: float = 0.5, seed: int = 0) -> dict[int, np.ndarray]:
+    """Zero the producer weights (and BN shift/mean, biases, additive constants) of `fraction` of the channels of
+    every prunable group, so those channels carry exact zeros; returns group id -> planted channels."""
+    from edgecompress.prune.criteria import slice_channels  # noqa: F401 - same slicing convention
+    from edgecompress.prune.graphutil import const_array, set_const, to_ir, to_proto, unshare_constants
+    from edgecompress.prune.groups import analyze
+
+    m = to_ir(onnx.load(str(src)))
+    unshare_constants(m.graph)
+    a = analyze(m)
+    rng = np.random.default_rng(seed)
+    values = dict(m.graph.initializers)
+    ops = {n.name: n.op_type for n in m.graph}
+    planted = {}
+    for g in a.groups:
+        if not g.prunable:
+            continue
+        chans = np.sort(rng.choice(g.size, int(np.floor(fraction * g.size)), replace=False))
+        planted[g.id] = chans
+        for sl in g.slices:
+            if sl.kind in ("weight_in", "bn_scale", "bn_var") or (sl.kind == "const" and ops[sl.node] not in ("Add", "Sub")):
+                continue
+            v = values[sl.value]
+            arr = np.moveaxis(const_array(v).copy(), sl.axis, 0)
+            for c in chans:
+                arr[sl.offset + c * sl.expand: sl.offset + (c + 1) * sl.expand] = 0
+            set_const(v, np.moveaxis(arr, 0, sl.axis))
+    onnx.save(to_proto(m, keep_shapes=True), str(dst))
+    return planted
