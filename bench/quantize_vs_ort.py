@@ -173,19 +173,19 @@ def run_case(case: dict, work: Path) -> dict:
 # -------------------------------------------------------------------------------------------- RSS probe
 def rss_probe(method: str, n: int) -> None:
     """Calibrate the MNIST CNN on `n` samples in this (fresh) process; print peak RSS in MB as JSON."""
-    import resource
-
-    import onnx  # noqa: F401
-
     from edgecompress.quantize.calibration import calibrate
+
+    def hwm_mb() -> float:  # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, via fork)
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
 
     src = Path(os.environ["EC_RSS_MODEL"])
     z = np.load(DATA / "mnist_train.npz")
     data = FeedData.from_arrays({"input": z["input"][:n]})
     with private_tempdir() as tmp, working_directory(tmp):
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        before = hwm_mb()
         calibrate(src, data, method, tmp)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = hwm_mb()
     print(json.dumps({"method": method, "samples": n, "peak_rss_mb": peak, "before_mb": before}))
 
 

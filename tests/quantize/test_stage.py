@@ -1,0 +1,62 @@
+"""The quantize stage through its Python API: report contents, candidate selection, fp32 fallback, exclusions."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+import pytest
+
+from edgecompress.artifact import ModelArtifact
+from edgecompress.errors import ConfigError, ValidationError
+from edgecompress.onnxgraph.census import quant_state
+from edgecompress.quantize import QuantizeConfig, quantize
+
+
+def test_defaults_report_everything(tiny_onnx, mnist_small, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "q.onnx"
+    art = ModelArtifact(tiny_onnx, stage="export")
+    res = quantize(art, QuantizeConfig(allow_slower=True), out=out, calibration=mnist_small["calib"])
+    r = res.report.to_dict()
+    assert quant_state(onnx.load(str(out))) in ("qdq", "qoperator", "dynamic")
+    assert os.listdir(tmp_path) == ["q.onnx"]
+    assert [s["stage"] for s in res.artifact.lineage()] == ["export", "quantize"]
+    # host target: candidates timed side by side, the reason says so
+    assert "side by side" in r["format_reason"] and len(r["candidates"]) >= 3
+    assert r["speed"]["measured"] and r["speed"]["threads"] == 1 and r["speed"]["speedup"] > 0
+    assert r["census"]["total"] == 3 and r["census"]["int8"] + r["census"]["float"] == 3
+    cal = next(iter(r["calibration"].values()))
+    assert cal["samples"] == 48 and cal["seconds"] > 0 and cal["peak_rss_mb"] > 0  # 64 minus a held-out quarter
+    assert r["fidelity"]["samples"] == 16 and "held-out" in r["fidelity_data"]
+    assert r["fidelity"]["metric"] == "top1" and r["fidelity"]["against"] == "labels"
+    assert r["preprocess"]["pre_process"] == "default"
+    assert r["reduce_range"] is True or r["reduce_range"] is False
+
+
+def test_greedy_fallback_excludes_sensitive_nodes(tiny_onnx, mnist_small, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = QuantizeConfig(mode="static", method="minmax", format="qdq", activation_type="uint8", metric="mse",
+                         max_drop=1e-6, allow_slower=True)
+    try:
+        res = quantize(tiny_onnx, cfg, out=tmp_path / "q.onnx", calibration=mnist_small["calib"],
+                       eval_data=mnist_small["eval"])
+        excluded = res.report.excluded_nodes
+        assert res.report.exclusion_speed_cost is not None
+    except ValidationError as exc:  # budget not reachable: exit 1, the report names what was tried
+        excluded = exc.report["excluded_nodes"]
+        assert not (tmp_path / "q.onnx").exists()
+    assert excluded and all("sensitivity" in e["reason"] for e in excluded)
+
+
+def test_unknown_exclude_is_config_error(tiny_onnx, mnist_small, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="not found"):
+        quantize(tiny_onnx, QuantizeConfig(exclude=("no_such_node",)), out=tmp_path / "q.onnx",
+                 calibration=mnist_small["calib"])
+    assert os.listdir(tmp_path) == []
+
+
+def test_out_must_differ_from_input(tiny_onnx, mnist_small):
+    with pytest.raises(ConfigError, match="differ"):
+        quantize(tiny_onnx, QuantizeConfig(), out=tiny_onnx, calibration=mnist_small["calib"])
