@@ -26,12 +26,17 @@ def verify_cmd(release, as_json):
     if as_json:
         emit_json(report.to_dict())
     else:
+        from rich.markup import escape
+
         c = console()
         for check in report.checks:
             c.print(f"[green]ok[/green]   {check}")
         for failure in report.failures:
-            c.print(f"[red]FAIL[/red] {failure}", markup=True, highlight=False)
-        c.print(f"{release}: " + ("[green]verified[/green]" if report.ok
-                                  else f"[red]{len(report.failures)} failure(s)[/red]"))
+            c.print(f"[red]FAIL[/red] {escape(failure)}", highlight=False)
+        if report.ok:
+            c.print(f"{escape(str(release))}: [green]verified[/green]")
     if not report.ok:
+        # the CLI contract: a failing command ends with an `error:` line (exit 1: the work failed)
+        click.echo(f"error: {release} failed verification: {len(report.failures)} failure(s) "
+                   "(hint: each is listed above; rebuild the release or restore the original files)", err=True)
         click.get_current_context().exit(1)

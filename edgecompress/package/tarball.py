@@ -10,10 +10,13 @@ the checked regular files are extracted (tarfile's `data` filter on top).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 GZIP_LEVEL = 6  # 9 is ~3x slower on float weights for ~1 % smaller files
 
@@ -39,14 +42,11 @@ def _info(name: str, *, is_dir: bool, size: int = 0) -> tarfile.TarInfo:
     return ti
 
 
-def write_tarball(root: Path, top: str, dest: Path) -> None:
-    """Write the release folder `root` to `dest` as a gzip'd tar whose bytes depend only on the files' paths and
-    contents (streamed: memory stays small for large models)."""
+def _write_tar(root: Path, top: str, fileobj: Any) -> None:
+    """The uncompressed canonical tar stream of folder `root` under `top/`."""
     files = release_files(root)
     dirs = sorted({str(PurePosixPath(f).parent) for f in files if "/" in f})
-    with open(dest, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tf:
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.GNU_FORMAT) as tf:
         tf.addfile(_info(top, is_dir=True))
         entries = [(d, True) for d in dirs] + [(f, False) for f in files]
         for rel, is_dir in sorted(entries):
@@ -56,6 +56,70 @@ def write_tarball(root: Path, top: str, dest: Path) -> None:
                 path = root / rel
                 with open(path, "rb") as fh:
                     tf.addfile(_info(f"{top}/{rel}", is_dir=False, size=path.stat().st_size), fh)
+
+
+def write_tarball(root: Path, top: str, dest: Path) -> None:
+    """Write the release folder `root` to `dest` as a gzip'd tar whose bytes depend only on the files' paths and
+    contents (streamed: memory stays small for large models)."""
+    with open(dest, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz:
+        _write_tar(root, top, gz)
+
+
+class _HashSink:
+    """A write-only file object that only hashes what is written."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        self.n += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.n
+
+
+# the 10-byte gzip header `write_tarball` writes: magic, deflate, no flags, mtime 0, XFL for level 6, OS unknown
+CANONICAL_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def check_canonical(tar_path: Path, extracted: Path, top: str) -> list[str]:
+    """Failures where the tarball is not exactly the deterministic archive of its extracted content.
+
+    Reads the whole gzip stream (CRC32 and length are checked), rejects trailing data, compares the gzip header
+    with the canonical one and the decompressed tar stream with the canonical tar of the extracted files (sha256
+    of both; independent of the zlib build, which may compress differently)."""
+    failures = []
+    with open(tar_path, "rb") as f:
+        head = f.read(10)
+        if head != CANONICAL_GZIP_HEADER:
+            failures.append(f"tarball: gzip header {head.hex()} differs from the deterministic one "
+                            f"{CANONICAL_GZIP_HEADER.hex()} (name, mtime, flags or OS byte changed)")
+        f.seek(0)
+        d = zlib.decompressobj(wbits=31)
+        got = hashlib.sha256()
+        try:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                got.update(d.decompress(chunk))
+                if d.eof:
+                    rest = d.unused_data + f.read()
+                    if rest:
+                        failures.append(f"tarball: {len(rest)} bytes of trailing data after the gzip stream")
+                    break
+            got.update(d.flush())
+        except zlib.error as exc:
+            return failures + [f"tarball: corrupt gzip stream ({exc})"]
+        if not d.eof:
+            return failures + ["tarball: truncated gzip stream (no end marker, CRC32 and length unchecked)"]
+    sink = _HashSink()
+    _write_tar(extracted, top, sink)
+    if sink.h.hexdigest() != got.hexdigest():
+        failures.append("tarball: the archive is not the deterministic tar of its content (entry order, headers, "
+                        "modes, owners, times or padding differ; a repacked or edited archive)")
+    return failures
 
 
 def tar_bytes(root: Path, top: str) -> bytes:
@@ -121,12 +185,12 @@ def extract_checked(tar_path: Path, dest: Path) -> tuple[list[str], str | None]:
     """
     try:
         tf = tarfile.open(tar_path, mode="r:gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         return [f"tarball: cannot read {tar_path.name} as a gzip'd tar ({exc})"], None
     with tf:
         try:
             members = tf.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             return [f"tarball: corrupt archive ({exc})"], None
         failures, safe, top = check_members(members)
         if top is None:
@@ -145,12 +209,6 @@ def extract_checked(tar_path: Path, dest: Path) -> tuple[list[str], str | None]:
             try:
                 with open(target, "wb") as fh:
                     shutil.copyfileobj(src, fh, 1 << 20)
-            except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 failures.append(f"tarball: entry {m.name!r} cannot be read ({exc})")
     return failures, top
-
-
-def zlib_error() -> type[BaseException]:
-    import zlib
-
-    return zlib.error

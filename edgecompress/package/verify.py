@@ -21,7 +21,7 @@ from . import manifest as mf
 from .config import VerifyReport
 from .ortformat import ort_session
 from .sample import EXPECTED, INPUT, TOLERANCE, read_npz
-from .tarball import extract_checked
+from .tarball import check_canonical, extract_checked
 
 
 def verify(path: str | os.PathLike[str]) -> VerifyReport:
@@ -39,6 +39,11 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         checks = ["tarball entries are safe (no absolute paths, '..', links or devices)"] if not failures else []
         if top is None:
             return VerifyReport(str(p), tuple(failures), tuple(checks))
+        if not failures:
+            canon = check_canonical(p, tmp, top)
+            failures += canon
+            if not canon:
+                checks.append("tarball is byte-for-byte the deterministic archive of its content (gzip CRC checked)")
         f2, c2, m = _verify_folder(tmp)
         return _report(str(p), failures + f2, checks + c2, m)
 

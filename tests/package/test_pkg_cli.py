@@ -51,6 +51,7 @@ def test_verify_failure_exits_1_listing_failures(built_release, tmp_path):
     assert d["ok"] is False and len(d["failures"]) >= 3  # size + sha256 of report.html, extra file
     h = _run("verify", rel)
     assert h.exit_code == 1 and "FAIL" in h.output and "Traceback" not in h.output
+    assert h.output.strip().splitlines()[-1].startswith("error: ")
 
 
 def test_usage_errors_exit_2(models, tmp_path):

@@ -147,10 +147,54 @@ def test_unsafe_tar_entries_are_rejected(release_copy, tmp_path, member, expect)
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path.parent / "outside.txt").exists()
 
 
-def test_clean_retar_verifies(release_copy, tmp_path):
-    """The checks are about content, not about who made the archive."""
+def test_repacked_tarball_is_rejected_but_its_content_passes(release_copy, tmp_path):
+    """A content-identical archive made by another tool is not the release's deterministic tarball."""
     folder, _ = release_copy
-    assert verify(_retar(folder, tmp_path / "re.tar.gz")).ok
+    rep = verify(_retar(folder, tmp_path / "re.tar.gz"))
+    assert not rep.ok
+    assert all(f.startswith("tarball:") for f in rep.failures), rep.failures
+    assert any("gzip header" in f for f in rep.failures)
+    assert any("not the deterministic tar" in f for f in rep.failures)
+    assert any("model.ort loads" in c for c in rep.checks)  # the content itself still checks out
+
+
+@pytest.mark.parametrize("where", ["gzip-mtime", "gzip-os", "crc", "isize", "last-deflate", "trailing", "truncated"])
+def test_tarball_container_tampering_is_rejected(release_copy, where):
+    _, tar = release_copy
+    data = bytearray(tar.read_bytes())
+    if where == "gzip-mtime":
+        data[4] ^= 1
+    elif where == "gzip-os":
+        data[9] ^= 1
+    elif where == "crc":
+        data[-8] ^= 1
+    elif where == "isize":
+        data[-1] ^= 1
+    elif where == "last-deflate":
+        data[-9] ^= 1
+    elif where == "trailing":
+        data += b"\0" * 16
+    else:
+        del data[-4:]
+    tar.write_bytes(bytes(data))
+    rep = verify(tar)
+    assert not rep.ok and any(f.startswith("tarball:") for f in rep.failures), rep.failures
+
+
+def test_corrupt_deflate_stream_is_a_listed_failure(release_copy):
+    """Random flips inside the compressed data never escape verify() as an exception."""
+    import random
+
+    _, tar = release_copy
+    good = tar.read_bytes()
+    rng = random.Random(0)
+    for _ in range(25):
+        data = bytearray(good)
+        i = rng.randrange(10, len(data) - 8)
+        data[i] ^= rng.randrange(1, 256)
+        tar.write_bytes(bytes(data))
+        rep = verify(tar)
+        assert not rep.ok and rep.failures, i
 
 
 def test_symlink_in_folder_is_rejected(release_copy):
