@@ -12,7 +12,26 @@ from edgecompress.onnxgraph.io import input_specs, output_specs
 from edgecompress.prune import PruneConfig, prune
 from examples import zoo
 
+class SplitNet(torch.nn.Module):
+    """Concat of two branches, then Split and Slice on the channel axis (boundaries on the branches)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.c = torch.nn.Conv2d(8, 4, 3, padding=1)
+        self.d = torch.nn.Conv2d(8, 4, 3, padding=1)
+        self.e = torch.nn.Conv2d(4, 8, 1)
+        self.f = torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        y = torch.relu(torch.cat([self.a(x), self.b(x)], 1))
+        p, q = torch.split(y, [8, 8], dim=1)
+        return self.f(torch.relu(self.e(self.c(p) + self.d(q) + self.d(y[:, 8:]))))
+
+
 CASES = {
+    "split_slice": (SplitNet, (1, 1, 8, 8), {}),
     "resnet_folded": (lambda: zoo.ResNet18Like(10, width=8), (1, 3, 32, 32), {}),
     "resnet_bn": (lambda: zoo.ResNet18Like(10, width=8), (1, 3, 32, 32), {"keep_bn": True}),
     "depthwise_inverted_residual": (zoo.mnist_depthwise, (1, 1, 28, 28), {"keep_bn": True}),
