@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--augment-shift", type=int, default=2, help="random shift (pixels) for teacher and students")
     ap.add_argument("--qat", action="store_true", help="also QAT the seed-0 KD student and check it in ORT")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--workdir", default=None, help="keep checkpoints here (default: a temp dir)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args()
@@ -69,7 +70,7 @@ def main() -> None:
     if tw is None:
         tw = str(work / "teacher.pt")
         cfg = DistillConfig(teacher=args.teacher, student=args.teacher, alpha=0.0, epochs=args.teacher_epochs,
-                            lr=args.lr, batch_size=args.batch_size, seed=0,
+                            lr=args.lr, batch_size=args.batch_size, seed=0, device=args.device,
                             augment_shift=args.augment_shift)
         r = distill(cfg, data=train, val=val, out=tw)
         print(f"teacher trained: val {r.report.val_metric:.4f} ({r.report.seconds:.0f} s)", file=sys.stderr)
@@ -86,6 +87,7 @@ def main() -> None:
             cfg = DistillConfig(teacher=args.teacher, teacher_weights=tw, student=args.student, alpha=alpha,
                                 temperature=args.temperature, epochs=args.student_epochs, lr=args.lr,
                                 batch_size=args.batch_size, seed=seed, augment_shift=args.augment_shift,
+                                device=args.device,
                                 qat=args.qat and name == "kd" and seed == args.seeds[0])
             r = distill(cfg, data=train, val=val, out=out)
             row[name] = accuracy(load_student(out), ev)
@@ -108,11 +110,13 @@ def main() -> None:
         "kd_minus_scratch_pt": 100 * (statistics.mean(kd) - statistics.mean(sc)),
         "teacher_minus_kd_pt": 100 * (t_acc - statistics.mean(kd)),
         "settings": {k: v for k, v in vars(args).items() if k not in ("json", "workdir")},
-        "rows": rows, "seconds": time.perf_counter() - t0,
+        "rows": rows, "seconds": time.perf_counter() - t0, "device": r.report.device,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() and r.report.device != "cpu" else None,
     }
     print(f"\nMNIST-5k (train 3000 / val 500 / eval 1000), {len(args.seeds)} seeds, student "
           f"{res['student_params']:,} params = 1/{1 / res['param_ratio']:.1f} of the teacher's "
-          f"{res['teacher_params']:,}; T={args.temperature} alpha={args.alpha} epochs={args.student_epochs}")
+          f"{res['teacher_params']:,}; T={args.temperature} alpha={args.alpha} epochs={args.student_epochs} "
+          f"shift={args.augment_shift}; device {res['device']} {res['gpu'] or ''}")
     print(f"{'seed':>6} {'scratch':>9} {'KD':>9} {'KD-scratch':>11}")
     for r in rows:
         print(f"{r['seed']:>6} {100 * r['scratch']:>8.2f}% {100 * r['kd']:>8.2f}% {100 * (r['kd'] - r['scratch']):>+10.2f}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .common import console, emit_json, handle_errors, json_option
@@ -60,6 +62,8 @@ def distill_cmd(as_json: bool, no_amp: bool, data: str, val: str | None, out: st
 
     cfg = DistillConfig(amp=not no_amp, feature_kd=tuple(opts.pop("feature_kd")), **opts)
     result = distill(cfg, data=data, out=out, val=val, progress=True)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return
     if as_json:
         emit_json({"ok": True, **result.to_dict()})
         return

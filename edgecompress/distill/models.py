@@ -13,11 +13,7 @@ A derived student also gets `<out>.pt2` (torch.export ExportedProgram) beside it
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,40 +26,10 @@ CHECKPOINT_FORMAT = "edgecompress.distill/1"
 
 
 def load_factory(spec: str, what: str = "model") -> nn.Module:
-    """Build a module from `path/file.py:factory` or `package.module:factory`."""
-    mod_name, _, attr = str(spec).rpartition(":")
-    if not mod_name or not attr:
-        raise ModelError(f"{what} SPEC must look like path/file.py:factory or package.module:factory, got {spec!r}")
-    try:
-        if mod_name.endswith(".py"):
-            path = Path(mod_name)
-            if not path.is_file():
-                raise ModelError(f"{what} file not found: {path}")
-            name = f"_edgecompress_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
-            module = sys.modules.get(name)
-            if module is None:
-                loader_spec = importlib.util.spec_from_file_location(name, path)
-                if loader_spec is None or loader_spec.loader is None:
-                    raise ModelError(f"{what} {path} cannot be imported")
-                module = importlib.util.module_from_spec(loader_spec)
-                sys.modules[name] = module
-                loader_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ModelError(f"{what} {spec!r}: cannot import {mod_name!r} ({exc})") from None
-    except SyntaxError as exc:
-        raise ModelError(f"{what} {spec!r}: syntax error in {mod_name} line {exc.lineno}") from None
-    fn = getattr(module, attr, None)
-    if fn is None or not callable(fn):
-        raise ModelError(f"{what} {spec!r}: {mod_name} has no callable {attr!r}")
-    try:
-        model = fn()
-    except Exception as exc:  # user code: report it as a model problem, one line
-        raise ModelError(f"{what} {spec!r}: factory raised {type(exc).__name__}: {exc}") from None
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"{what} {spec!r}: factory returned {type(model).__name__}, expected a torch.nn.Module")
-    return model
+    """Build a module from `path/file.py:factory` or `package.module:factory` (the export stage's loader)."""
+    from ..export.source import load_factory as _load
+
+    return _load(spec, what)
 
 
 def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:

@@ -205,7 +205,7 @@ def ort_eval(path: Path, names: list[str], inputs: dict[str, torch.Tensor], labe
     n = next(iter(inputs.values())).shape[0]
     outs = []
     for i in range(0, n, 256):
-        feed = {n: v[i:i + 256].numpy() for n, v in zip(names, inputs.values())}
+        feed = {name: v[i:i + 256].numpy() for name, v in zip(names, inputs.values(), strict=True)}
         outs.append(sess.run(None, feed)[0])
     out = torch.from_numpy(np.concatenate(outs))
     name, value = metric_of(out, teacher_out, labels, "kd")

@@ -16,7 +16,7 @@ from ..errors import ConfigError, ModelError
 from ..fsutil import atomic_path, check_output_path
 from .config import DistillConfig
 from .data import TensorSet, check_labels, load_train_val, to_tensors
-from .models import (CHECKPOINT_FORMAT, count_macs, count_params, input_names, load_factory, load_weights)
+from .models import CHECKPOINT_FORMAT, count_macs, count_params, input_names, load_factory, load_weights
 from .trainer import Trainer, metric_of, pick_device, predict, primary, setup_distributed
 
 
@@ -105,6 +105,8 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
         def on_best(state: dict[str, torch.Tensor], metric: float, epoch: int) -> None:
             _save_checkpoint(out, state, {**meta, "metrics": {metric_name: metric, "epoch": epoch}})
 
+        if cfg.resume and not state_path_for(out).is_file():
+            notes.append(f"--resume: no {state_path_for(out).name} to resume from; started from epoch 1")
         trainer = Trainer(teacher, student, train, valset, cfg, device=device, dist=dist,
                           state_path=state_path_for(out), progress=progress, on_best=on_best,
                           fingerprint_extra={"train": train_fd.content_hash(), "val": val_fd.content_hash(),

@@ -40,16 +40,23 @@ def test_json_run(mnist_small, tmp_path):
     (["--student-from-teacher", "depth=2"], "ok", "no layer stack"),
 ])
 def test_bad_input_exits_2_one_line(bad_data, tmp_path, args, data_key, needle):
-    cmd = [sys.executable, "-m", "edgecompress", "distill", "--teacher", spec("mlp_teacher"), *args,
-           "--data", str(bad_data[data_key]), "--out", str(tmp_path / "s.pt"), "--epochs", "1"]
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**_env(), "OMP_NUM_THREADS": "1"})
-    assert p.returncode == 2, p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
-    assert "Traceback" not in p.stderr
+    r = CliRunner().invoke(cli, ["distill", "--teacher", spec("mlp_teacher"), *args, "--data", str(bad_data[data_key]),
+                                 "--out", str(tmp_path / "s.pt"), "--epochs", "1"])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
+    assert not (tmp_path / "s.pt").exists()
 
 
-def _env():
+def test_bad_input_real_process_has_no_traceback(bad_data, tmp_path):
     import os
 
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "edgecompress", "distill", "--teacher", spec("mlp_teacher"), "--student",
+           spec("mlp_student"), "--data", str(bad_data["labels_out_of_range"]), "--out", str(tmp_path / "s.pt"),
+           "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "labels out of range: found 12, expected 0..9" in lines[0], p.stderr
+    assert json.loads(p.stdout)["ok"] is False

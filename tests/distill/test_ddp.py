@@ -50,7 +50,7 @@ def test_ddp_two_processes_match_single(mnist_small, tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(train), str(val), out), nprocs=2, join=True)
     ddp = json.loads(Path(out + ".json").read_text())
     assert ddp["world_size"] == 2 and single.world_size == 1
-    for a, b in zip(single.history, ddp["history"]):
+    for a, b in zip(single.history, ddp["history"], strict=True):
         assert abs(a["train_loss"] - b["train_loss"]) <= 1e-4 * max(1.0, abs(a["train_loss"])), (a, b)
     assert abs(single.val_metric - ddp["val_metric"]) <= 0.01
     s = torch.load(tmp_path / "single.pt", weights_only=True)["state_dict"]

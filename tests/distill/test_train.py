@@ -22,7 +22,7 @@ def _cfg(**kw):
 def test_checkpoint_format_report_and_determinism(mnist_small, tmp_path):
     train, val = mnist_small
     r1 = distill(_cfg(), data=train, val=val, out=tmp_path / "a.pt")
-    r2 = distill(_cfg(), data=train, val=val, out=tmp_path / "b.pt")
+    distill(_cfg(), data=train, val=val, out=tmp_path / "b.pt")
     ck = torch.load(tmp_path / "a.pt", weights_only=True)
     assert ck["format"] == CHECKPOINT_FORMAT and ck["definition"] == spec("mlp_student")
     assert ck["input_names"] == ["x"] and ck["derived"] is None
