@@ -97,6 +97,12 @@ def handle_errors(f: Callable) -> Callable:
     return wrapper
 
 
+def usage_error_json(exc: click.UsageError) -> None:
+    """A click usage error (bad flag value, missing option, a --out that is a folder) under --json: still exactly
+    one JSON object on stdout, like every other failure; the human `Error: ...` usage text stays on stderr."""
+    emit_json({"ok": False, "error": "UsageError", "message": exc.format_message(), "exit_code": exc.exit_code})
+
+
 def _report_error(message: str, hint: str, code: int, as_json: bool, payload: dict[str, Any]) -> None:
     line = f"error: {message}"
     if hint:
