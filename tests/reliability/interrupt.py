@@ -64,13 +64,20 @@ def release_bytes(out: Path) -> dict[str, bytes]:
     files = {}
     for p in sorted(out.rglob("*")):
         rel = p.relative_to(out).as_posix()
-        if rel.startswith("stages/") or not p.is_file():
+        if rel.startswith("stages/") or not p.is_file() or _is_lock(rel):
             continue
         files[rel] = p.read_bytes()
     return files
 
 
+def _is_lock(rel: str) -> bool:
+    """convert's lock file (`OUT/.convert.lock`) stays by design: deleting a flock'd file would race."""
+    return rel.split("/")[-1].endswith(".lock")
+
+
 def _is_temp(rel: str) -> bool:
+    if _is_lock(rel):
+        return False
     return any(part.startswith(".") or part.endswith((".tmp", ".old", ".partial")) for part in rel.split("/"))
 
 

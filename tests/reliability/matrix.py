@@ -17,7 +17,7 @@ from .harness import (Outcome, RunDirs, check_clean_any, check_clean_failure, di
 def applicable(command: Command, case: Case) -> bool:
     if case.slot not in command.slots:
         return False
-    if case.slot == "out" and command.out_kind is None:
+    if case.slot == "out" and command.out_kind not in case.kinds:
         return False
     return True
 
@@ -70,7 +70,7 @@ def _filesystem_problems(before: dict[str, str], after: dict[str, str], tmp: Pat
 
 
 def run_pair(world: World, command_name: str, case_name: str, *, base: Path | None = None,
-             force_subprocess: bool = False) -> Result:
+             force_subprocess: bool = False, as_json: bool = False) -> Result:
     command = COMMANDS[command_name]
     case = next(c for c in CASES if c.name == case_name)
     base = base or world.root / "runs" / f"{next(_COUNTER):04d}-{command_name}-{case_name}"
@@ -81,7 +81,7 @@ def run_pair(world: World, command_name: str, case_name: str, *, base: Path | No
             values[case.slot] = case.build(world, rd, command.out_kind or "")
         except Unavailable as exc:
             return Result(command_name, case_name, None, skipped=str(exc))
-        argv = command.argv(values)
+        argv = command.argv(values) + (["--json"] if as_json else [])
         watched = (world.inputs, base)
         before = snapshot(*watched)
         if case.subprocess or force_subprocess:
@@ -97,12 +97,39 @@ def run_pair(world: World, command_name: str, case_name: str, *, base: Path | No
             out = values.get("out", "")
             changes = [c for c in changes if not (out and c.split(": ", 1)[1].startswith(out))]
         problems += [f"filesystem: {c}" for c in changes]
+        if as_json and outcome.rc != 0:
+            problems += _json_problems(outcome.stdout)
         if case.marker and (rd.case / "MARKER").exists():
             problems.append("the pickle's code RAN (marker file created)")
         return Result(command_name, case_name, outcome, problems)
     finally:
         rd.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _json_problems(stdout: str) -> list[str]:
+    """With --json a failure is still exactly one JSON object on stdout, with ok: false and the error."""
+    import json
+
+    try:
+        obj = json.loads(stdout)
+    except ValueError:
+        return [f"--json: stdout is not one JSON object: {stdout[:200]!r}"]
+    if not isinstance(obj, dict) or obj.get("ok") is not False or not obj.get("error"):
+        return [f"--json: expected {{'ok': false, 'error': ...}}, got {str(obj)[:200]}"]
+    return []
+
+
+def json_pairs() -> list[tuple[str, str]]:
+    """One case per (command, slot): the --json variant of the corpus."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for command, case in pairs():
+        slot = next(c.slot for c in CASES if c.name == case)
+        if (command, slot) not in seen and command != "targets":
+            seen.add((command, slot))
+            out.append((command, case))
+    return out
 
 
 def run_control(world: World, command_name: str, *, base: Path | None = None) -> tuple[Outcome, list[str], dict]:

@@ -7,7 +7,7 @@ import pytest
 from .commands import COMMANDS
 from .corpus import CASES, by_slot
 from .findings import OPEN
-from .matrix import pairs, run_control, run_pair
+from .matrix import json_pairs, pairs, run_control, run_pair
 
 
 def _params():
@@ -50,6 +50,18 @@ def test_hostile_case(world, command, case):
     assert result.ok, result.report()
 
 
+@pytest.mark.parametrize(("command", "case"), [
+    pytest.param(c, k, id=f"{c}-{k}", marks=[pytest.mark.xfail(strict=True, reason=OPEN[(c, k)])]
+                 if (c, k) in OPEN else []) for c, k in json_pairs()])
+def test_hostile_case_json(world, command, case):
+    """--json on a failure: still exactly one JSON object on stdout ({"ok": false, "error": ...})."""
+    _require(command)
+    result = run_pair(world, command, case, as_json=True)
+    if result.skipped:
+        pytest.skip(result.skipped)
+    assert result.ok, result.report()
+
+
 @pytest.mark.parametrize("case", [c.name for c in CASES])
 def test_every_case_builds(world, tmp_path, case):
     """Each case builds on its own (or says why this machine cannot build it)."""
@@ -59,7 +71,7 @@ def test_every_case_builds(world, tmp_path, case):
     c = next(k for k in CASES if k.name == case)
     rd = RunDirs(tmp_path / "run")
     try:
-        kinds = ["file", "dir", "pt"] if c.slot == "out" else [""]
+        kinds = list(c.kinds) if c.slot == "out" else [""]
         for kind in kinds:
             sub = RunDirs(tmp_path / f"run-{kind or 'x'}")
             try:
