@@ -102,6 +102,8 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
         write_sample(tmp, sample_feed, dict(zip(out_names, expected, strict=True)), tol)
 
         mobile = mobile_verdict(model_file, prof)
+        if mobile and mobile.get("error"):
+            notes.append(f"ORT Mobile usability: {mobile['error']}")
         size = {"onnx_bytes": model_file.stat().st_size, "ort_bytes": len(conv.ort_bytes),
                 "onnx_mb": round(model_file.stat().st_size / 1e6, 6), "ort_mb": round(len(conv.ort_bytes) / 1e6, 6)}
         if base_path is not None:
@@ -128,9 +130,8 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
             "sample": {"input": "sample/input.npz", "expected_output": "sample/expected_output.npz",
                        "tolerance": "sample/tolerance.json", "rel_tol": tol},
             "reproducible": latency.get("source") != "measured",
-            "package_config": None,
+            "package_config": config.to_dict(),
         }
-        manifest.pop("package_config")
         manifest["files"] = _file_table(tmp)
         points = _points(lineage_clean, list(lineage or []), bench_report, ev, base_path, size, latency, accuracy, notes)
         sens = met.find_sensitivity(lineage_clean)

@@ -42,6 +42,7 @@ _TOP_SCHEMA: dict[str, tuple[type, ...]] = {
     "mobile": (dict, type(None)),
     "sample": (dict,),
     "reproducible": (bool,),
+    "package_config": (dict,),
     "integrity": (dict,),
 }
 _MODEL_SCHEMA = {"inputs": list, "outputs": list, "opset": dict, "op_census": dict, "params": int,

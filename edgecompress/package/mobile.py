@@ -15,6 +15,8 @@ from ..fsutil import private_tempdir
 from ..targets import TargetProfile
 from .ortools import tool
 
+_TOOL = "onnxruntime.tools.check_onnx_model_mobile_usability (usability_checker)"
+
 # target EP -> checks of ORT's usability checker (CoreML has two model formats; both are reported)
 _EP_CHECKS = {
     "NnapiExecutionProvider": ("NNAPI",),
@@ -40,17 +42,19 @@ def mobile_verdict(onnx_path: Path, target: TargetProfile) -> dict[str, Any] | N
     }
     with private_tempdir("edgecompress-mobile-") as work:
         opt = work / "model.basic.onnx"
-        optimize_model(Path(onnx_path), opt, use_external_initializers=True)
-        model = ModelProtoWithShapeInfo(opt).model_with_shape_info
-        dynamic_inputs, num_dynamic = uc.check_shapes(model.graph)
-        results = []
-        for name in _EP_CHECKS[ep]:
-            info = checks[name](model, True)
-            results.append(_info_dict(name, info))
+        try:
+            optimize_model(Path(onnx_path), opt, use_external_initializers=True)
+            model = ModelProtoWithShapeInfo(opt).model_with_shape_info
+            dynamic_inputs, num_dynamic = uc.check_shapes(model.graph)
+            results = [_info_dict(name, checks[name](model, True)) for name in _EP_CHECKS[ep]]
+        except Exception as exc:  # the checker's own failures (strict shape inference, unknown ops): recorded
+            return {"tool": _TOOL, "execution_provider": ep, "verdict": "UNKNOWN", "dynamic_inputs": [],
+                    "dynamic_values": 0, "checks": [],
+                    "error": f"the usability checker failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
     verdicts = [r["suitability"] for r in results]
     best = "YES" if "YES" in verdicts else "MAYBE" if "MAYBE" in verdicts else "NO"
     return {
-        "tool": "onnxruntime.tools.check_onnx_model_mobile_usability (usability_checker)",
+        "tool": _TOOL,
         "execution_provider": ep,
         "verdict": best,
         "dynamic_inputs": [i.name for i in dynamic_inputs] if dynamic_inputs else [],

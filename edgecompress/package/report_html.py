@@ -158,7 +158,8 @@ def render(m: dict[str, Any], *, points: list[dict[str, Any]], sensitivity: list
                   str(c["partitions"]), ", ".join(c["unsupported_ops"]) or "—"] for c in mob["checks"]]
         parts.append("<h2>ORT Mobile usability</h2>" + _table(
             ["check", "verdict", "supported nodes", "partitions", "ops falling back to CPU"], mrows)
-            + f'<p class="note">{escape(mob["tool"])}; dynamic inputs: {escape(", ".join(mob["dynamic_inputs"]) or "none")}</p>')
+            + f'<p class="note">{escape(mob["tool"])}; dynamic inputs: {escape(", ".join(mob["dynamic_inputs"]) or "none")}'
+              f'{"; " + escape(mob["error"]) if mob.get("error") else ""}</p>')
 
     # model I/O
     io_rows = [[d, t["name"], str(t["shape"]), t["dtype"]] for d, key in (("input", "inputs"), ("output", "outputs"))
