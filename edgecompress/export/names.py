@@ -1,8 +1,9 @@
 """Value names defined more than once (ORT: "Duplicate definition of name").
 
-Seen on a real BERT export: a requested output name equals an internal value or initializer name, so the
-graph defines it twice and ONNX Runtime refuses to load the file. `fix_duplicate_names` renames every earlier
-definition (and the uses that read it) so that graph outputs keep the user-facing names.
+Seen on a real BERT export, and reproducible with torch 2.13's dynamo exporter: it names the first nn.Linear's
+output `linear`, so `output_names=["linear"]` defines that name twice and ONNX Runtime refuses the file.
+`fix_duplicate_names` renames the other definitions (and the uses that read them) so that graph outputs and
+graph inputs keep their user-facing names.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def duplicate_names(graph: onnx.GraphProto) -> list[str]:
 
 
 def fix_duplicate_names(graph: onnx.GraphProto) -> list[str]:
-    """Rename all but the last definition of each duplicated name; returns one note per renamed definition.
+    """Rename all but one definition of each duplicated name; returns one note per renamed definition.
+
+    The name stays with the last definition when it is a graph output, else with the graph input, else the last.
 
     Uses are rewired in graph order: a node reads the most recent definition before it, as the exporter meant.
     """

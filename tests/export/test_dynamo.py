@@ -78,3 +78,36 @@ def test_dynamo_failure_falls_back_to_torchscript_with_notice(tmp_path, monkeypa
     assert list(work.iterdir()) == []
     out, err = capfd.readouterr()
     assert out == "" and err == ""  # nothing reached the terminal
+
+
+TWO_LINEAR = """
+import torch
+
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.fc2 = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc(x)))
+
+def m():
+    torch.manual_seed(0)
+    return M()
+"""
+
+
+def test_output_name_colliding_with_internal_value_is_fixed(tmp_path):
+    """The dynamo exporter names the first Linear's output `linear`; asking for an output called `linear` then
+    defines the name twice and ONNX Runtime refuses the raw file ("Duplicate definition of name (linear)")."""
+    import onnxruntime as ort
+
+    (tmp_path / "two.py").write_text(TWO_LINEAR)
+    cfg = ExportConfig(inputs=("x:1x4",), output_names=("linear",), exporter="dynamo")
+    res = export(f"{tmp_path}/two.py:m", cfg, out=tmp_path / "two.onnx")
+    rep = res.report
+    assert len(rep.fixes) == 1 and "'linear' renamed to 'linear__1'" in rep.fixes[0]
+    assert rep.outputs[0]["name"] == "linear" and rep.max_error_rel_to_scale <= 1e-4
+    sess = ort.InferenceSession(str(res.artifact.path))
+    assert [o.name for o in sess.get_outputs()] == ["linear"]
