@@ -76,7 +76,7 @@ def build_models(folder: Path, size: int) -> tuple[Path, Path]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--ab-runs", type=int, default=200)
