@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import ModelArtifact, StageResult
-from ..errors import ConfigError, ModelError, ValidationError
+from ..errors import ConfigError, ModelError, OutputError, ValidationError
 from ..fsutil import check_output_path, private_tempdir
 from .config import ExportConfig, InputSpec, parse_dynamic, parse_input
 from .parity import Parity, check_parity, data_feeds, forward, validate_data_early
@@ -48,6 +48,18 @@ class ExportReport:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "log"}
         d["parity"] = [p.to_dict() for p in self.parity]
         return d
+
+
+def _probe_writable(folder: Path) -> None:
+    """Fail before any work if a file cannot be created in `folder` (permission bits alone miss root, ro mounts)."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".edgecompress-probe-", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"output folder is not writable: {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def _input_specs(config: ExportConfig, source, kind: str, ckpt_names: list[str] | None) -> list[InputSpec]:
@@ -112,6 +124,7 @@ def export(model: str | os.PathLike[str] | ModelArtifact, config: ExportConfig |
     if out.suffix != ".onnx":
         raise ConfigError(f"out must be a .onnx file, got {out.name!r}")
     check_output_path(out)
+    _probe_writable(out.parent)
     specs = config.input_specs()
     feed_data = validate_data_early(data, specs, config.data_samples) if data is not None and specs else None
 

@@ -193,6 +193,7 @@ def _bad_cases(inputs: Path) -> dict[str, tuple[list[str], str]]:
         "out parent is a file": ([f"{m}:net", "--input", "x:1x1x8x8", "--out", f"{inputs}/models.py/m.onnx"],
                                  "not a directory"),
         "out is a folder": ([f"{m}:net", "--input", "x:1x1x8x8", "--out", str(inputs)], ""),
+        "out not .onnx": ([f"{m}:net", "--input", "x:1x1x8x8", "--out", "model.txt"], ".onnx"),
         "data wrong shape": ([f"{m}:net", *base, "--data", f"{inputs}/shape.npz"], "expected [1, 1, 8, 8]"),
         "data wrong dtype": ([f"{m}:net", *base, "--data", f"{inputs}/dtype.npz"], "dtype int64, expected float32"),
         "data NaN": ([f"{m}:net", *base, "--data", f"{inputs}/nan.npz"], "NaN"),
@@ -243,6 +244,21 @@ def test_export_bad_input_json_error(bad_inputs):
     assert res.exit_code == 2
     d = json.loads(res.stdout)
     assert d["ok"] is False and d["exit_code"] == 2 and "nope" in d["message"]
+
+
+def test_export_unwritable_output_folder(work):
+    """A folder where files cannot be created (even by root): /sys here. Fails before any export work."""
+    import tempfile
+
+    try:
+        tempfile.TemporaryFile(dir="/sys").close()
+        pytest.skip("/sys is writable on this machine")
+    except OSError:
+        pass
+    inputs, cwd = work
+    res = _invoke(["export", f"{inputs}/models.py:net", "--input", "x:1x1x8x8", "--out", "/sys/m.onnx"])
+    _assert_clean_failure(res, cwd, match="not writable")
+    assert "exporting" not in res.stderr
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage \x00\x01\x02" * 20, b"\x08\x07\x12\x03abc"])
