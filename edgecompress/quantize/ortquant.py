@@ -25,6 +25,7 @@ class Candidate:
     reduce_range: bool = False
     method: str = "minmax"  # calibration method ("runtime" for dynamic)
     equalized: bool = False
+    bias_corrected: bool = False
     exclude: tuple[str, ...] = ()
 
     @property
@@ -40,6 +41,8 @@ class Candidate:
             base += " reduce-range"
         if self.equalized:
             base += " +CLE"
+        if self.bias_corrected:
+            base += " +bias-correction"
         if self.exclude:
             base += f" ({len(self.exclude)} fp32)"
         return base

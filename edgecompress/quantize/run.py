@@ -67,7 +67,7 @@ class _Run:
     tried: list[Tried] = field(default_factory=list)
     calib_stats: dict[str, Any] = field(default_factory=dict)
     caches: dict[tuple[str, bool], Path] = field(default_factory=dict)
-    models: dict[bool, Path] = field(default_factory=dict)  # equalized? -> fp32 model to quantize
+    models: dict[Any, Path] = field(default_factory=dict)  # equalized? / (equalized, "bc") -> fp32 model
     eq_info: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     counter: int = 0
@@ -98,12 +98,15 @@ class _Run:
     def build(self, cand: Candidate) -> Tried:
         self.counter += 1
         dest = self.work / f"cand{self.counter}.onnx"
-        src = self.models[cand.equalized]
+        src = self.model_for(cand)
         cache = None if cand.mode == "dynamic" else self.cache_for(cand.method, cand.equalized)
         run_quantizer(src, dest, cand, cache)
         t = Tried(cand, dest)
         self.tried.append(t)
         return t
+
+    def model_for(self, cand: Candidate) -> Path:
+        return self.models[(cand.equalized, "bc")] if cand.bias_corrected else self.models[cand.equalized]
 
     def cache_for(self, method: str, eq: bool) -> Path:
         key = (method, eq)
@@ -199,7 +202,7 @@ def fallback(run: _Run, best: Tried) -> tuple[Tried, list[dict[str, Any]], Tried
     fid = run.evaluate(best, full=True)
     if fid.meets(cfg.max_drop):
         return best, excluded, None, ""
-    ranked = rank_nodes(run.models[best.cand.equalized], best.path, run.calib.head(16), threads=run.threads)
+    ranked = rank_nodes(run.model_for(best.cand), best.path, run.calib.head(16), threads=run.threads)
     ranked = [r for r in ranked if r.name not in cfg.exclude]
     base = best
     cur = best

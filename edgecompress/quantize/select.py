@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import onnx
+
 from ..targets import is_host_compatible
+from .bias_correction import bias_correct
 from .fidelity import better
 from .ortquant import Candidate
 from .run import EQUAL_SPEED, MATMUL_DOMINATED, Tried, _Run, fallback, finish
@@ -58,6 +61,8 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
     if len(eqs) > 1:
         run.eq_info["reason"] = ("applied: it improved fidelity" if best.cand.equalized
                                  else "not applied: it did not improve fidelity")
+    if run.eq_info.get("depthwise"):
+        best = _try_bias_correction(run, best)
     pool = [best]
     if is_host_compatible(run.target) and (cfg.format == "auto" or cfg.activation_type == "auto"):
         fmts = ["qdq", "qoperator"] if cfg.format == "auto" else [cfg.format]
@@ -73,6 +78,24 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
         why["format"] = (f"target {run.target.name} prefers {fmt0} with {act0} activations" if cfg.format == "auto"
                          else f"--format {cfg.format}")
     return pool
+
+
+def _try_bias_correction(run: _Run, best: Tried) -> Tried:
+    """Depthwise nets: correct conv biases for the quantized weights' mean output shift; keep it if it helps."""
+    model, n = bias_correct(run.model_for(best.cand), best.path, run.calib.head(32), threads=run.threads)
+    if not n:
+        run.eq_info["bias_correction"] = "not applied: no conv to correct"
+        return best
+    p = run.work / f"bias_corrected_{int(best.cand.equalized)}.onnx"
+    onnx.save(model, str(p))
+    run.models[(best.cand.equalized, "bc")] = p
+    t = run.build(best.cand.with_(bias_corrected=True))
+    run.evaluate(t)
+    if better(t.fid, best.fid):
+        run.eq_info["bias_correction"] = f"applied to {n} conv(s): drop {best.fid.drop:.4g} -> {t.fid.drop:.4g}"
+        return t
+    run.eq_info["bias_correction"] = f"not applied: no fidelity gain (drop {best.fid.drop:.4g} -> {t.fid.drop:.4g})"
+    return best
 
 
 def _dynamic_pool(run: _Run) -> list[Tried]:
