@@ -6,6 +6,7 @@ An output passes when that ratio is <= the tolerance (default 1e-4).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,8 @@ def forward(module, args: tuple, *, what: str = "inputs") -> tuple[list[np.ndarr
     import torch
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation chatter is not the user's concern here
             res = module(*args)
     except Exception as exc:  # user model code: wrong shapes/dtypes are user input errors
         text = " ".join(str(exc).split())[:300]

@@ -204,6 +204,14 @@ def _load_checkpoint(p: Path, weights: str | None):
     definition = str(ckpt["definition"])
     names = ckpt.get("input_names") if isinstance(ckpt.get("input_names"), (list, tuple)) else None
     if definition.startswith("derived:"):
+        # a student derived from the teacher (width/depth cut): the distill stage rebuilds it from its plan;
+        # without that, the ExportedProgram it saved beside the checkpoint (fixed shapes) is used
+        try:
+            from ..distill.models import load_student
+        except ImportError:
+            load_student = None
+        if load_student is not None and not weights:
+            return load_student(p), "checkpoint", names
         pt2 = p.with_suffix(".pt2")
         if not pt2.is_file():
             raise ModelError(f"model checkpoint {p} holds a derived student; its program {pt2.name} is missing")
