@@ -169,6 +169,15 @@ def test_quant_state_and_int8_census_on_ort_outputs(float_path, tmp_path):
     quantize_dynamic(str(float_path), str(tmp_path / "dyn.onnx"))
     dyn = onnx.load(str(tmp_path / "dyn.onnx"))
     assert quant_state(dyn) == "dynamic"
+    c = int8_census(dyn)  # ConvInteger x2, MatMulInteger (the Gemm)
+    assert (c["by_op_type"]["Conv"], c["by_op_type"]["MatMul"]) == ({"int8": 2, "float": 0}, {"int8": 1, "float": 0})
+    assert count_macs(dyn).total == sum(CNN_MACS.values())
+    from edgecompress.onnxgraph.runtime import make_session
+
+    make_session(tmp_path / "dyn.onnx", optimized_path=str(tmp_path / "dyn_opt.onnx"))
+    opt = onnx.load(str(tmp_path / "dyn_opt.onnx"))  # ORT fuses to com.microsoft.DynamicQuantizeMatMul
+    assert quant_state(opt) == "dynamic" and int8_census(opt)["int8"] == 3
+    assert count_macs(opt).total == sum(CNN_MACS.values())
 
 
 def test_int8_census_on_ort_optimized_graph(tmp_path, float_path):
