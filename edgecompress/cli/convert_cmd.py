@@ -63,10 +63,11 @@ def convert_cmd(recipe: str | None, target: str | None, out: str, dry_run: bool,
             emit_json({"ok": True, "dry_run": True, "recipe": recipe, "target": r.target.name, "out": out,
                        "stages": rows})
             return
-        con.print(f"{what} is valid; target {r.target.name}; output {out}")
+        con.print(f"{what} is valid; target {r.target.name}; output {out}", markup=False)
         for row in rows:
             settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items()) or "defaults"
-            con.print(f"  {row['index']}. {row['stage']:<9} [{row['status']}]  {settings}")
+            con.print(f"  {row['index']}. {row['stage']:<9} [{row['status']}]  {settings}", markup=False,
+                      highlight=False)
         con.print("  then: verify the release, print the summary")
         return
 

@@ -7,15 +7,17 @@ keeps every completed stage. Progress goes to stderr, one line per stage with it
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..artifact import config_to_dict
-from ..errors import BudgetError, ConfigError, EdgecompressError
+from ..errors import BudgetError, ConfigError, EdgecompressError, OutputError
 from ..fsutil import check_output_dir
 from .cache import StageDir, clean_leftovers, remove_stale, stage_key
 from .recipe import Recipe
@@ -24,6 +26,12 @@ from .steps import STEPS, State, StepOutput
 from .summary import summarize
 
 Progress = Callable[[str], None]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (bench runs models in subprocesses)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 @dataclass
@@ -35,9 +43,11 @@ class StageRecord:
     seconds: float
     dir: str
     record: dict[str, Any] = field(default_factory=dict)
+    cpu: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "stage": self.stage, "status": self.status, "seconds": round(self.seconds, 2),
+                "cpu_seconds": round(self.cpu, 2),
                 "dir": self.dir, "key": self.key, "artifact": self.record.get("artifact"),
                 "metrics": self.record.get("metrics", {})}
 
@@ -68,7 +78,7 @@ def plan(recipe: Recipe) -> list[tuple[int, str, Any]]:
 def run_recipe(recipe: Recipe, out: str | Path, *, from_stage: str | None = None,
                progress: Progress | None = None) -> ConvertResult:
     say = progress or (lambda _msg: None)
-    out = check_output_dir(Path(out))
+    out = check_output_dir(Path(out)).absolute()  # stages may chdir (quantize works in a private temp dir)
     steps = plan(recipe)
     if from_stage is not None:
         if from_stage not in STAGE_NAMES:
@@ -78,6 +88,25 @@ def run_recipe(recipe: Recipe, out: str | Path, *, from_stage: str | None = None
                               f"{', '.join(recipe.stage_names)}")
     root = out / "stages"
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _run(recipe, out, root, steps, from_stage, say)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One convert per output folder at a time (the lock dies with its process, SIGKILL included)."""
+    import fcntl
+
+    with open(out / ".convert.lock", "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(f"another edgecompress convert is running in {out}",
+                              hint="wait for it, or use another --out") from None
+        yield
+
+
+def _run(recipe: Recipe, out: Path, root: Path, steps: list, from_stage: str | None, say: Progress) -> ConvertResult:
     for name in clean_leftovers(root):
         say(f"removed the leftover of an interrupted stage: {name}")
     remove_stale(root, {f"{i}-{n}" for i, n, _ in steps})
@@ -92,7 +121,7 @@ def run_recipe(recipe: Recipe, out: str | Path, *, from_stage: str | None = None
         cfg = step.wire(cfg, state)
         key = stage_key(name, config_to_dict(cfg), step.inputs(cfg, state))
         sd = StageDir(root, index, name)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         record = None if forced else sd.load(key)
         label = f"[{index}/{total}] {name}"
         if record is not None:
@@ -117,9 +146,10 @@ def run_recipe(recipe: Recipe, out: str | Path, *, from_stage: str | None = None
             if record is None:  # pragma: no cover - the folder was just completed
                 raise EdgecompressError(f"stage {index} ({name}): its output folder {sd.path} is incomplete")
             status = "ran"
-            say(f"{label}: done in {time.perf_counter() - t0:.1f}s")
+            say(f"{label}: done in {time.perf_counter() - t0:.1f}s (cpu {cpu_seconds() - c0:.1f}s)")
         state.apply(name, record, sd.path)
-        records.append(StageRecord(index, name, key, status, time.perf_counter() - t0, str(sd.path), record))
+        records.append(StageRecord(index, name, key, status, time.perf_counter() - t0, str(sd.path), record,
+                                   cpu_seconds() - c0))
 
     release, tarball, verify = publish(state, out, say)
     return ConvertResult(out=out, release=release, tarball=tarball, stages=records, summary=summarize(state),
@@ -139,7 +169,7 @@ def publish(state: State, out: Path, say: Progress) -> tuple[Path | None, Path |
         with atomic_dir(release) as tmp:
             shutil.copytree(pkg["release"], tmp, dirs_exist_ok=True)
     if pkg.get("tarball"):
-        tarball = out / Path(pkg["tarball"]).name
+        tarball = out / f"{pkg['name']}.tar.gz"
         atomic_copy(pkg["tarball"], tarball)
     t0 = time.perf_counter()
     from ..errors import ValidationError

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,14 +81,29 @@ class State:
             self.bench = record.get("report")
             self.bench_plain = json.loads((folder / extra["plain"]).read_text())
         elif stage == "package":
-            self.package = {k: str(folder / v) for k, v in extra.items() if v}
+            self.package = {k: str(folder / v) for k, v in extra.items() if v and k in ("release", "tarball")}
+            self.package["name"] = extra.get("name", "release")
 
     def lineage(self, out_root: Path) -> list[dict[str, Any]]:
-        """The model's lineage with paths relative to the output folder (no machine-specific paths)."""
+        """The model's lineage for the release: paths relative to the output folder, and no measured timings
+        (a stage's speed measurement differs run to run; the release must not, see docs/convert.md)."""
         rows = self.model.lineage() if self.model else []
         for r in rows:
             r["path"] = _rel(r["path"], out_root)
+            r["metrics"] = _deterministic(r.get("metrics") or {})
         return rows
+
+
+_MEASURED = re.compile(r"(speedup|latency|throughput|seconds|rss|(^|_)ms$|(^|_)s$|_time$)")
+
+
+def _deterministic(value: Any) -> Any:
+    """`value` without the keys that hold wall-clock or memory measurements."""
+    if isinstance(value, dict):
+        return {k: _deterministic(v) for k, v in value.items() if not _MEASURED.search(str(k))}
+    if isinstance(value, list):
+        return [_deterministic(v) for v in value]
+    return value
 
 
 def _rel(path: str, root: Path) -> str:
@@ -300,7 +316,7 @@ class PackageStep(Step):
         rep = _report(result.report)
         release = Path(result.artifact.path)
         release_dir = release if release.is_dir() else release.parent
-        extra = {"release": _into_dir(work, release_dir)}
+        extra = {"release": _into_dir(work, release_dir), "name": f"{cfg.name}-{cfg.version}"}
         tar = rep.get("tarball")
         if tar:
             extra["tarball"] = _into(work, Path(tar))

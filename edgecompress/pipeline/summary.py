@@ -7,23 +7,54 @@ from typing import Any
 
 
 def summarize(state) -> list[dict[str, Any]]:
-    """Rows in pipeline order. Latency and accuracy come from the bench stage where it measured the model,
-    else from the stage's own metrics (e.g. validation accuracy of a trained / distilled PyTorch model)."""
+    """Rows in pipeline order. Latency from the bench stage (where it measured the model); accuracy of every
+    ONNX model top-1 on data.eval (the same samples for all, when they have labels), of a PyTorch model its
+    stage's own validation metric."""
     bench = {}
     for m in (state.bench or {}).get("models", []):
         bench.setdefault(os.path.realpath(m.get("path", "")), m)
+    evaluation = _eval_data(state.recipe.data_spec("eval"))
     rows = []
     for art in state.artifacts:
         m = bench.get(os.path.realpath(str(art.path)), {})
-        acc = m.get("accuracy")
+        acc, acc_on = None, None
+        if art.format == "onnx" and evaluation is not None:
+            acc = eval_accuracy(art.path, evaluation)
+            acc_on = "eval" if acc is not None else None
         if acc is None:
-            acc = _first(art.metrics, ("accuracy", "eval_accuracy", "val_accuracy", "student_accuracy",
-                                       "accuracy_after"))
+            acc = _first(art.metrics, ("accuracy", "val_accuracy"))
+            acc_on = "val" if acc is not None else None
         p50 = (m.get("latency_ms") or {}).get("p50")
         rows.append({"stage": art.stage, "format": art.format, "file": os.path.basename(art.path),
                      "size_bytes": os.path.getsize(art.path) if art.path.exists() else None,
-                     "p50_ms": p50, "accuracy": acc})
+                     "p50_ms": p50, "accuracy": acc, "accuracy_on": acc_on})
     return rows
+
+
+def _eval_data(spec: str):
+    if not spec:
+        return None
+    from ..data import load_data
+
+    data = load_data(spec, what="data.eval")
+    return data if data.labels is not None else None
+
+
+def eval_accuracy(path, data) -> float | None:
+    """Top-1 accuracy of an ONNX classifier on labelled feeds (None if its first output is not (1, classes))."""
+    import numpy as np
+
+    from ..onnxgraph.io import input_specs, load_model
+    from ..onnxgraph.runtime import make_session, run_all
+
+    feeds = data.validated(input_specs(load_model(path)), what="data.eval")
+    sess = make_session(path, threads=1, origin=os.path.basename(str(path)))
+    outs = run_all(sess, feeds, output_names=[sess.get_outputs()[0].name])[0]
+    if not outs or outs[0].ndim != 2 or outs[0].shape[0] != 1 or outs[0].shape[1] < 2:
+        return None
+    pred = np.asarray([int(o.argmax()) for o in outs])
+    labels = np.asarray(data.labels).reshape(len(pred), -1)[:, 0]
+    return float((pred == labels).mean())
 
 
 def _first(d: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -51,10 +82,11 @@ def render(rows: list[dict[str, Any]], stages: list[dict[str, Any]], total_s: fl
     for r in rows:
         table.add_row(r["stage"], r["file"], _size(r["size_bytes"]),
                       "-" if r["p50_ms"] is None else f"{r['p50_ms']:.3f} ms",
-                      "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}%")
+                      "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}% ({r['accuracy_on']})")
     times = Table(title=f"stages ({total_s:.1f}s in all)", title_justify="left")
-    for col in ("#", "stage", "status", "time"):
-        times.add_column(col)
+    for col in ("#", "stage", "status", "time", "cpu"):
+        times.add_column(col, justify="left" if col in ("stage", "status") else "right")
     for s in stages:
-        times.add_row(str(s["index"]), s["stage"], s["status"], f"{s['seconds']:.1f}s")
+        times.add_row(str(s["index"]), s["stage"], s["status"], f"{s['seconds']:.1f}s",
+                      f"{s.get('cpu_seconds', 0):.1f}s")
     return table, times

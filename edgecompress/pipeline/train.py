@@ -6,6 +6,7 @@ Classification only (cross-entropy on `labels`); seeded and deterministic on a g
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def _train(source, config, x, y, *, out, weights, val, progress) -> dict[str, An
     import torch
 
     from ..data import load_data
-    from ..fsutil import atomic_path
+    from ..fsutil import atomic_write_bytes
 
     torch.manual_seed(config.seed)
     model = build_model(source, weights, seed=config.seed)
@@ -113,8 +114,9 @@ def _train(source, config, x, y, *, out, weights, val, progress) -> dict[str, An
             with torch.no_grad():
                 pred = model(torch.from_numpy(_stack(vf, "data.val"))).argmax(1).numpy()
             metrics["val_accuracy"] = float((pred == np.asarray(vf.labels)).mean())
-    with atomic_path(out) as tmp:
-        torch.save(model.state_dict(), tmp)
+    buf = io.BytesIO()  # torch.save names the zip's root folder after the file: save to memory so the
+    torch.save(model.state_dict(), buf)  # bytes do not depend on the temp file's random name
+    atomic_write_bytes(out, buf.getvalue())
     return metrics
 
 
