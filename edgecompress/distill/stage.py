@@ -195,7 +195,12 @@ def _save_checkpoint(out: Path, state: dict[str, torch.Tensor], meta: dict[str, 
 def _save_pt2(student: nn.Module, train: TensorSet, out: Path, notes: list[str]) -> Path | None:
     dest = out.with_suffix(".pt2")
     try:
-        ep = torch.export.export(student.eval(), tuple(v[:1] for v in train.inputs.values()))
+        args = tuple(v[:2] for v in train.inputs.values())
+        try:  # batch axis dynamic where the model allows it
+            ep = torch.export.export(student.eval(), args,
+                                     dynamic_shapes=tuple({0: torch.export.Dim.AUTO} for _ in args))
+        except Exception:
+            ep = torch.export.export(student.eval(), tuple(v[:1] for v in args))
         with atomic_path(dest) as tmp:
             torch.export.save(ep, str(tmp))
     except Exception as exc:  # the checkpoint's plan still rebuilds the student; say why there is no .pt2
