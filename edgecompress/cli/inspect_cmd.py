@@ -10,19 +10,29 @@ from .common import console, emit_json, handle_errors, json_option
 @click.command("inspect")
 @click.argument("model")
 @click.option("--per-node", is_flag=True, help="Also list the MACs of every Conv/Gemm/MatMul node.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
+              help="Size of a symbolic dim for the MAC count, e.g. --dim seq=128 (default: 1).")
 @json_option
 @handle_errors
-def inspect_cmd(model: str, per_node: bool, as_json: bool) -> None:
+def inspect_cmd(model: str, per_node: bool, dims: tuple[str, ...], as_json: bool) -> None:
     """Show an ONNX model's inputs/outputs, opset, op histogram, parameters, MACs and quantization state.
 
     \b
     Examples:
       edgecompress inspect model.onnx
       edgecompress inspect model_int8.onnx --json
+      edgecompress inspect bert.onnx --dim batch=1 --dim seq=128
     """
+    from ..errors import ConfigError
     from ..onnxgraph.inspect import human_bytes, human_count, inspect
 
-    rep = inspect(model)
+    dim_values: dict[str, int] = {}
+    for d in dims:
+        name, eq, size = d.partition("=")
+        if not eq or not name.strip() or not size.strip().isdigit() or int(size) <= 0:
+            raise ConfigError(f"--dim {d!r}: expected NAME=SIZE with a positive integer size, e.g. seq=128")
+        dim_values[name.strip()] = int(size)
+    rep = inspect(model, dim_values=dim_values)
     if as_json:
         d = rep.to_dict()
         if not per_node:

@@ -15,6 +15,7 @@ Symbolic or unknown dimensions count as 1 in MACs; every such dimension is repor
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -416,12 +417,37 @@ def _node_macs(node: onnx.NodeProto, name: str, kind: str, xi: int, wi: int,
     return batch * m * kk * nn
 
 
-def count_macs(model: onnx.ModelProto) -> MacReport:
+def with_dim_values(model: onnx.ModelProto, dim_values: Mapping[str, int]) -> onnx.ModelProto:
+    """A copy of `model` whose graph inputs/outputs have the named symbolic dims fixed to the given sizes."""
+    from ..errors import ConfigError
+
+    names = {d.dim_param for vi in list(model.graph.input) + list(model.graph.output)
+             for d in vi.type.tensor_type.shape.dim if d.HasField("dim_param")}
+    for k, v in dim_values.items():
+        if k not in names:
+            raise ConfigError(f"dim {k!r} is not a symbolic dim of the model's inputs/outputs "
+                              f"({', '.join(sorted(names)) or 'it has none'})")
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(f"dim {k}: size must be a positive integer, got {v!r}")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for vi in list(out.graph.input) + list(out.graph.output):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param in dim_values:
+                d.dim_value = int(dim_values[d.dim_param])
+    del out.graph.value_info[:]
+    return out
+
+
+def count_macs(model: onnx.ModelProto, dim_values: Mapping[str, int] | None = None) -> MacReport:
     """MACs of Conv, ConvTranspose, Gemm, MatMul and their quantized/fused forms, using onnx shape inference.
 
-    Symbolic dims (batch, sequence) and dims shape inference cannot resolve count as 1 and are listed in
-    `symbolic`; nodes whose operand shapes are unknown are listed in `uncounted` and contribute 0.
+    `dim_values` ({"seq": 128}) fixes symbolic input dims before shape inference. Other symbolic dims (batch,
+    sequence) and dims shape inference cannot resolve count as 1 and are listed in `symbolic`; nodes whose
+    operand shapes are unknown are listed in `uncounted` and contribute 0.
     """
+    if dim_values:
+        model = with_dim_values(model, dim_values)
     inferred, notes = _infer(model)
     shapes, _ = _value_infos(inferred)
     dims = _Dims()

@@ -6,6 +6,7 @@ Read-only and torch-free: `edgecompress inspect` must stay fast.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class InspectReport:
     external_data: list[dict[str, Any]] = field(default_factory=list)
     checker: str = "ok"
     notes: list[str] = field(default_factory=list)
+    dim_values: dict[str, int] = field(default_factory=dict)  # symbolic dims fixed for the MAC count
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -76,8 +78,10 @@ def _external_info(model: onnx.ModelProto, base: Path) -> list[dict[str, Any]]:
     return sorted(files.values(), key=lambda r: r["location"])
 
 
-def inspect(path: str | os.PathLike[str]) -> InspectReport:
-    """Load `path` (without its external data) and describe it; a file that is not ONNX raises ModelError."""
+def inspect(path: str | os.PathLike[str], *, dim_values: Mapping[str, int] | None = None) -> InspectReport:
+    """Load `path` (without its external data) and describe it; a file that is not ONNX raises ModelError.
+
+    `dim_values` ({"seq": 128}) sets symbolic dims for the MAC count (otherwise they count as 1)."""
     p = Path(path)
     model = load_model(p, load_external=False, check=False)
     external = _external_info(model, p.parent)
@@ -90,7 +94,7 @@ def inspect(path: str | os.PathLike[str]) -> InspectReport:
         notes.append("the ONNX checker rejects this model (see 'checker')")
     ins, outs = input_specs(model), output_specs(model)
     symbolic = sorted({str(d) if d else "?" for spec in ins + outs for d in spec.shape if not isinstance(d, int)})
-    macs = count_macs(model)
+    macs = count_macs(model, dim_values)
     state = quant_state(model)
     census = int8_census(model) if state != "none" else {}
     int8 = {k: census[k] for k in ("int8", "float", "other", "total", "int8_fraction", "by_op_type")} if census else {}
@@ -103,7 +107,7 @@ def inspect(path: str | os.PathLike[str]) -> InspectReport:
         inputs=[s.to_dict() for s in ins], outputs=[s.to_dict() for s in outs], symbolic_dims=symbolic,
         nodes=len(model.graph.node), op_histogram=op_histogram(model), params=count_params(model),
         params_bytes=sum(_tensor_nbytes(t) for t in model.graph.initializer), macs=macs, quantization=state,
-        int8=int8, external_data=external, checker=checker, notes=notes)
+        int8=int8, external_data=external, checker=checker, notes=notes, dim_values=dict(dim_values or {}))
 
 
 def human_count(n: float) -> str:

@@ -220,3 +220,16 @@ def test_int8_census_reports_16bit_qdq_separately():
     m = _model(nodes, [_vi("a", [2, 8])], [_vi("y", [2, 3])], [_init("w", (8, 3)), s, z1, z2], opset=21)
     c = int8_census(m)
     assert c["other_nodes"] == {"mm": "int16"} and c["int8"] == 0 and c["float"] == 0
+
+
+def test_count_macs_with_dim_values():
+    from edgecompress.errors import ConfigError
+
+    m = small_cnn("N")
+    rep = count_macs(m, {"N": 3})
+    assert rep.total == 3 * sum(CNN_MACS.values()) and rep.symbolic == []
+    assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"  # the input model is not modified
+    with pytest.raises(ConfigError, match="'seq' is not a symbolic dim.*N"):
+        count_macs(m, {"seq": 8})
+    with pytest.raises(ConfigError, match="positive integer"):
+        count_macs(m, {"N": 0})

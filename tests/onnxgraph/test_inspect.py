@@ -118,3 +118,16 @@ def test_inspect_cli_json_and_table(tmp_path):
 def test_human_units():
     assert human_count(12_345_678) == "12.3M" and human_count(999) == "999"
     assert human_bytes(2_500_000) == "2.5 MB" and human_bytes(12) == "12 B"
+
+
+def test_inspect_dim_values(tmp_path):
+    p = tmp_path / "m.onnx"
+    onnx.save(mlp_model(), p)
+    assert inspect(p, dim_values={"N": 4}).macs.total == 4 * 2368
+    runner = CliRunner()
+    res = runner.invoke(cli, ["inspect", str(p), "--dim", "N=4", "--json"])
+    d = json.loads(res.stdout)
+    assert d["macs"]["total"] == 4 * 2368 and d["dim_values"] == {"N": 4} and d["macs"]["symbolic"] == []
+    for bad in ("N", "N=0", "M=4", "=3"):
+        res = runner.invoke(cli, ["inspect", str(p), "--dim", bad])
+        assert res.exit_code == 2 and res.stderr.startswith("error:"), (bad, res.stderr)
