@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from ..errors import ConfigError
+
 DEFAULT_DOMAINS = ("", "ai.onnx")
 MS = "com.microsoft"
 
@@ -419,8 +421,6 @@ def _node_macs(node: onnx.NodeProto, name: str, kind: str, xi: int, wi: int,
 
 def with_dim_values(model: onnx.ModelProto, dim_values: Mapping[str, int]) -> onnx.ModelProto:
     """A copy of `model` whose graph inputs/outputs have the named symbolic dims fixed to the given sizes."""
-    from ..errors import ConfigError
-
     names = {d.dim_param for vi in list(model.graph.input) + list(model.graph.output)
              for d in vi.type.tensor_type.shape.dim if d.HasField("dim_param")}
     for k, v in dim_values.items():
