@@ -16,7 +16,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from edgecompress.cli import cli
+from edgecompress.cli import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,6 +108,16 @@ def test_help_of_spine_commands():
     for name in ("export", "inspect", "targets"):
         r = _invoke([name, "--help"])
         assert r.exit_code == 0 and "Usage" in r.stdout and "Example" in r.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_of_every_registered_command(name):
+    module = ROOT / (COMMANDS[name][0].replace(".", "/") + ".py")
+    if not module.is_file():
+        pytest.skip(f"{module.name} not written yet")
+    r = _invoke([name, "--help"])
+    assert r.exit_code == 0 and "Usage" in r.stdout, r.output
+    assert "--json" in r.stdout
 
 
 def test_unknown_command_is_usage_error():
