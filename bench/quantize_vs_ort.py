@@ -131,7 +131,13 @@ def fidelity(ref: list[np.ndarray], got: list[np.ndarray], labels) -> dict:
 def run_case(case: dict, work: Path) -> dict:
     name, src = case["name"], case["path"]
     log(f"{name}: ORT quantize_static defaults")
-    ort_path = ort_default(src, work / f"{case['key']}.ort.onnx", case["cal"])
+    ort_path, ort_error = work / f"{case['key']}.ort.onnx", None
+    try:
+        ort_default(src, ort_path, case["cal"])
+        make_session(str(ort_path), threads=1, origin="ORT-quantized model")
+    except Exception as exc:  # noqa: BLE001 - ORT's defaults can fail to quantize or to load: that is a result
+        ort_error = " ".join(str(exc).split())[:200]
+        log(f"{name}: ORT default quantization failed: {ort_error}")
     log(f"{name}: edgecompress quantize defaults")
     ec_path = work / f"{case['key']}.ec.onnx"
     t0 = time.perf_counter()
@@ -144,7 +150,9 @@ def run_case(case: dict, work: Path) -> dict:
         ec_report = exc.report if isinstance(exc.report, dict) else None
         log(f"{name}: edgecompress exited {exc.exit_code}: {exc.message}")
     ec_seconds = time.perf_counter() - t0
-    models = {"fp32": src, "ort": ort_path}
+    models = {"fp32": src}
+    if ort_error is None:
+        models["ort"] = ort_path
     if ec_path.is_file():
         models["edgecompress"] = ec_path
     labels = case["eval"].labels
@@ -159,7 +167,7 @@ def run_case(case: dict, work: Path) -> dict:
     t = time_side_by_side(models, next(iter(case["eval"])), threads=1, budget_s=15.0, max_rounds=200)
     row = {"model": name, "key": case["key"], "median_ms": t.median_ms, "rounds": t.rounds,
            "speedup": {k: t.ratio("fp32", k) for k in models}, "fidelity": fid, "edgecompress_exit": ec_exit,
-           "edgecompress_seconds": round(ec_seconds, 1)}
+           "edgecompress_seconds": round(ec_seconds, 1), "ort_error": ort_error}
     if ec_report:
         row["edgecompress_choice"] = {k: ec_report.get(k) for k in ("mode", "format", "activation_type",
                                                                      "per_channel", "reduce_range", "calibrator")}
@@ -240,6 +248,8 @@ def _print_row(r: dict) -> None:
 
     def f(k: str) -> str:
         if k not in sp:
+            if k == "ort":
+                return f"ort: failed ({r['ort_error']})"
             return f"{k}: not written (exit {r['edgecompress_exit']})"
         q = fd[k]
         acc = f" acc {q['accuracy']:.4f}" if "accuracy" in q else ""
