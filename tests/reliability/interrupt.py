@@ -1,5 +1,8 @@
 """Interruption: SIGKILL `convert` at seeded random moments, check what is left, rerun, compare release bytes.
 
+5 chains x 4 kills = 20 seeded kill moments; each restart after a kill resumes from the cache (a rerun after a
+kill), and each chain ends with a run to completion whose release must match an uninterrupted run byte for byte.
+
 After each kill, every file under a final (non-temp) name in the output folder must be whole: .onnx files load
 and pass the checker, .json files parse, .npz files load, a release folder or tarball verifies. Then a rerun must
 complete and produce the same release bytes as an uninterrupted run, and leave no temp litter behind.
@@ -122,14 +125,6 @@ def temp_litter(out: Path) -> list[str]:
 
 
 @dataclass
-class Trial:
-    seed: int
-    delay: float
-    killed: bool = False
-    problems: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Reference:
     seconds: float
     release: dict[str, bytes]
@@ -152,43 +147,63 @@ def reference_run(world: World, base: Path) -> Reference:
     return ref
 
 
-def trial(world: World, base: Path, ref: Reference, seed: int) -> Trial:
+@dataclass
+class Chain:
+    """Kill convert `len(delays)` times in a row (each restart resumes from what the last run left), then run it
+    to completion: every kill is a random moment of some stage, every restart is a rerun after a kill."""
+
+    seed: int
+    delays: list[float]
+    kills: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def kill_delays(seed: int, kills: int, seconds: float) -> list[float]:
+    """Kill moments spread over a whole run (python start-up included), slightly past its usual length."""
     rng = np.random.default_rng(seed)
-    # kill moments spread over the whole run (python start-up included), slightly past its usual length
-    t = Trial(seed, float(rng.uniform(0.3, ref.seconds * 1.05)))
+    return [float(rng.uniform(0.3, seconds * 1.05)) for _ in range(kills)]
+
+
+def chain(world: World, base: Path, ref: Reference, seed: int, kills: int = 4) -> Chain:
+    c = Chain(seed, kill_delays(seed, kills, ref.seconds))
     recipe = world.inputs.parent / "interrupt_recipe.toml"
     out, cwd, tmp = base / "out", base / "cwd", base / "tmp"
     shutil.rmtree(out, ignore_errors=True)
-    proc = subprocess.Popen(cli_cmd(["convert", str(recipe), "--out", str(out)]), cwd=cwd, env=cli_env(tmp),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        proc.wait(timeout=t.delay)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        t.killed = True
-    t.problems += [f"after kill at {t.delay:.2f}s: {p}" for p in corrupt_files(out)]
+    for delay in c.delays:
+        proc = subprocess.Popen(cli_cmd(["convert", str(recipe), "--out", str(out)]), cwd=cwd, env=cli_env(tmp),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            c.kills += 1
+        c.problems += [f"after a kill at {delay:.2f}s: {p}" for p in corrupt_files(out)]
     rerun = run_convert(recipe, out, cwd, tmp)
     if rerun.returncode != 0:
-        t.problems.append(f"rerun failed (exit {rerun.returncode}): {rerun.stderr.strip().splitlines()[-1:]}")
-        return t
+        c.problems.append(f"rerun failed (exit {rerun.returncode}): {rerun.stderr.strip().splitlines()[-1:]}")
+        return c
     got = release_bytes(out)
     if set(got) != set(ref.release):
-        t.problems.append(f"rerun release files differ: extra {sorted(set(got) - set(ref.release))}, "
+        c.problems.append(f"rerun release files differ: extra {sorted(set(got) - set(ref.release))}, "
                           f"missing {sorted(set(ref.release) - set(got))}")
     changed = sorted(k for k in set(got) & set(ref.release) if got[k] != ref.release[k])
     if changed:
-        t.problems.append(f"rerun release bytes differ from an uninterrupted run: {changed[:6]}")
+        c.problems.append(f"rerun release bytes differ from an uninterrupted run: {changed[:6]}")
     litter = temp_litter(out)
     if litter:
-        t.problems.append(f"temp litter left after the rerun completed: {litter[:5]}")
+        c.problems.append(f"temp litter left after the rerun completed: {litter[:5]}")
     if any(cwd.iterdir()):
-        t.problems.append(f"files left in the cwd: {sorted(p.name for p in cwd.iterdir())}")
-    return t
+        c.problems.append(f"files left in the cwd: {sorted(p.name for p in cwd.iterdir())}")
+    return c
 
 
-def sweep(world: World, n: int = 20, seed: int = 2024) -> tuple[int, int]:
+CHAINS, KILLS_PER_CHAIN, SEED = 5, 4, 2024
+
+
+def sweep(world: World) -> tuple[int, int]:
+    """(kill moments tried, kill moments whose chain ended clean) for the summary script."""
     base = world.root / "interrupt"
     ref = reference_run(world, base)
-    trials = [trial(world, base, ref, seed + i) for i in range(n)]
-    return len(trials), sum(not t.problems for t in trials)
+    chains = [chain(world, base, ref, SEED + i, KILLS_PER_CHAIN) for i in range(CHAINS)]
+    return CHAINS * KILLS_PER_CHAIN, sum(KILLS_PER_CHAIN for c in chains if not c.problems)

@@ -10,8 +10,16 @@ from pathlib import Path
 from .commands import COMMANDS, Command, good_values
 from .corpus import CASES, Case, Unavailable
 from .fixtures import World
-from .harness import (Outcome, RunDirs, check_clean_any, check_clean_failure, diff_snapshots, run_inprocess,
-                      run_subprocess, snapshot)
+from .harness import (
+    Outcome,
+    RunDirs,
+    check_clean_any,
+    check_clean_failure,
+    diff_snapshots,
+    run_inprocess,
+    run_subprocess,
+    snapshot,
+)
 
 
 def applicable(command: Command, case: Case) -> bool:

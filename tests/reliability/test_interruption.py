@@ -1,5 +1,5 @@
-"""SIGKILL `convert` at >= 20 seeded random moments: nothing torn under a final name; the rerun completes and gives
-the same release bytes as an uninterrupted run. Also SIGINT on a stage: exit 130, `error: interrupted`, no litter."""
+"""SIGKILL `convert` at >= 20 seeded random moments (5 chains x 4 kills): nothing torn under a final name; the rerun
+completes and gives the same release bytes as an uninterrupted run. Also SIGINT on a stage: exit 130, `error: interrupted`, no litter."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from .commands import COMMANDS
 from .findings import INTERRUPT_OPEN
 from .harness import RunDirs, cli_cmd, cli_env, diff_snapshots, snapshot
 
-N_KILLS = 20
-SEED = 2024
+N_KILLS = interrupt.CHAINS * interrupt.KILLS_PER_CHAIN
+SEED = interrupt.SEED
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +27,17 @@ def reference(world):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("i", [pytest.param(i, marks=[pytest.mark.xfail(strict=True, reason=INTERRUPT_OPEN[i])]
-                                            if i in INTERRUPT_OPEN else []) for i in range(N_KILLS)])
+                                            if i in INTERRUPT_OPEN else []) for i in range(interrupt.CHAINS)])
 def test_sigkill_convert_then_rerun(world, reference, i):
-    t = interrupt.trial(world, world.root / "interrupt", reference, SEED + i)
-    assert not t.problems, f"seed {t.seed}, kill at {t.delay:.2f}s (killed: {t.killed}):\n" + "\n".join(t.problems)
+    c = interrupt.chain(world, world.root / "interrupt", reference, SEED + i, interrupt.KILLS_PER_CHAIN)
+    assert not c.problems, (f"seed {c.seed}, kills at {[round(d, 2) for d in c.delays]} ({c.kills} landed):\n"
+                            + "\n".join(c.problems))
 
 
 def test_kill_moments_cover_the_run(reference):
-    import numpy as np
-
-    delays = [float(np.random.default_rng(SEED + i).uniform(0.3, reference.seconds * 1.05)) for i in range(N_KILLS)]
+    assert N_KILLS >= 20
+    delays = [d for i in range(interrupt.CHAINS)
+              for d in interrupt.kill_delays(SEED + i, interrupt.KILLS_PER_CHAIN, reference.seconds)]
     assert min(delays) < reference.seconds * 0.3 and max(delays) > reference.seconds * 0.7
 
 

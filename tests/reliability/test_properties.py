@@ -71,7 +71,7 @@ def _check_validated(fd: FeedData, spec_list: list[TensorSpec]) -> None:
             assert a.dtype == np.dtype(t.dtype)
             assert a.ndim == len(t.shape)
             assert a.size > 0
-            for got, want in zip(a.shape, t.shape):
+            for got, want in zip(a.shape, t.shape, strict=True):
                 if isinstance(want, int) and want > 0:
                     assert got == want
             if a.dtype.kind in "fc":
