@@ -45,6 +45,7 @@ _TOP_SCHEMA: dict[str, tuple[type, ...]] = {
     "package_config": (dict,),
     "integrity": (dict,),
 }
+_OPTIONAL = {"package_config"}  # added within schema 1; older releases lack it
 _MODEL_SCHEMA = {"inputs": list, "outputs": list, "opset": dict, "op_census": dict, "params": int,
                  "quant_state": str}
 _METRIC_KEYS = ("size", "latency", "accuracy")
@@ -112,7 +113,8 @@ def check_schema(m: Any) -> list[str]:
         errs.append(f"manifest: kind is {m.get('kind')!r}, expected {KIND!r}")
     for key, types in _TOP_SCHEMA.items():
         if key not in m:
-            errs.append(f"manifest: missing key {key!r}")
+            if key not in _OPTIONAL:
+                errs.append(f"manifest: missing key {key!r}")
         elif not isinstance(m[key], types) or (bool not in types and isinstance(m[key], bool)):
             errs.append(f"manifest: {key!r} has type {type(m[key]).__name__}, expected "
                         f"{' or '.join(t.__name__ for t in types)}")
