@@ -60,3 +60,16 @@ def test_unknown_exclude_is_config_error(tiny_onnx, mnist_small, tmp_path, monke
 def test_out_must_differ_from_input(tiny_onnx, mnist_small):
     with pytest.raises(ConfigError, match="differ"):
         quantize(tiny_onnx, QuantizeConfig(), out=tiny_onnx, calibration=mnist_small["calib"])
+
+
+def test_foreign_target_takes_its_preferences_without_timing(tiny_onnx, mnist_small, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = quantize(tiny_onnx, QuantizeConfig(method="minmax"), out=tmp_path / "q.onnx",
+                   calibration=mnist_small["calib"], target="ios-arm64")
+    r = res.report
+    from edgecompress.targets import get_target
+
+    prefs = get_target("ios-arm64").quantization
+    assert r.speed["measured"] is False and "not this machine" in r.speed["note"]
+    assert (r.format, r.activation_type, r.per_channel) == (prefs.format, prefs.activation_type, prefs.per_channel)
+    assert r.target == "ios-arm64" and len(r.candidates) == 1
