@@ -75,17 +75,22 @@ def plan(recipe: Recipe) -> list[tuple[int, str, Any]]:
     return [(i + 1, name, cfg) for i, (name, cfg) in enumerate(recipe.stages)]
 
 
+def check_from(recipe: Recipe, from_stage: str | None) -> None:
+    if from_stage is None:
+        return
+    if from_stage not in STAGE_NAMES:
+        raise ConfigError(f"--from {from_stage!r}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
+    if from_stage not in recipe.stage_names:
+        raise ConfigError(f"--from {from_stage!r}: this recipe has no [{from_stage}] stage; it runs "
+                          f"{', '.join(recipe.stage_names)}")
+
+
 def run_recipe(recipe: Recipe, out: str | Path, *, from_stage: str | None = None,
                progress: Progress | None = None) -> ConvertResult:
     say = progress or (lambda _msg: None)
     out = check_output_dir(Path(out)).absolute()  # stages may chdir (quantize works in a private temp dir)
     steps = plan(recipe)
-    if from_stage is not None:
-        if from_stage not in STAGE_NAMES:
-            raise ConfigError(f"--from {from_stage!r}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
-        if from_stage not in recipe.stage_names:
-            raise ConfigError(f"--from {from_stage!r}: this recipe has no [{from_stage}] stage; it runs "
-                              f"{', '.join(recipe.stage_names)}")
+    check_from(recipe, from_stage)
     root = out / "stages"
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
@@ -190,6 +195,7 @@ def describe_plan(recipe: Recipe, out: str | Path, *, from_stage: str | None = N
     under `out` would be reused ("cached"), it would run ("run"), or that depends on earlier stages ("pending")."""
     from .typed import changed_fields
 
+    check_from(recipe, from_stage)
     root = Path(out) / "stages"
     state = State(recipe=recipe)
     rows = []

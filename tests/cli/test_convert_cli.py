@@ -108,3 +108,46 @@ def test_dump_recipe_is_a_valid_recipe(tmp_path):
     (tmp_path / "calibration_data").symlink_to(DATA)
     r = run(path, "--dry-run", "--out", str(tmp_path / "out"))
     assert r.exit_code == 0, r.output
+
+
+def test_from_a_stage_the_recipe_lacks_exits_2(tmp_path):
+    r = run(write(tmp_path, GOOD), "--dry-run", "--from", "prune")
+    assert r.exit_code == 2 and "no [prune] stage" in r.output
+
+
+def test_run_json_then_cached(tmp_path):
+    import torch
+
+    from examples.zoo import concat_net
+
+    torch.manual_seed(0)
+    model = tmp_path / "concat.onnx"
+    torch.onnx.export(concat_net().eval(), (torch.zeros(1, 1, 28, 28),), str(model), input_names=["input"],
+                      output_names=["logits"], dynamo=False)
+    recipe = write(tmp_path, f"""
+[model]
+source = "concat.onnx"
+[data]
+calibration = "{DATA / 'mnist_calibration.npz'}"
+eval = "{DATA / 'mnist_eval.npz'}"
+[quantize]
+mode = "static"
+format = "qdq"
+activation_type = "uint8"
+allow_slower = true
+[package]
+name = "cli-test"
+measure_latency = false
+eval_samples = 50
+""")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["convert", recipe, "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert obj["ok"] is True and obj["verify"]["ok"] is True
+    assert [s["status"] for s in obj["stages"]] == ["ran", "ran"]
+    assert [row["stage"] for row in obj["summary"]] == ["input", "quantize"]
+    assert Path(obj["tarball"]).name == "cli-test-0.1.0.tar.gz" and Path(obj["tarball"]).is_file()
+    assert "[1/2] quantize: done in" in r.stderr and "summary" in r.stderr
+    r = CliRunner().invoke(cli, ["convert", recipe, "--out", str(out), "--json"])
+    assert [s["status"] for s in json.loads(r.stdout)["stages"]] == ["cached", "cached"]
