@@ -1,7 +1,7 @@
 """How each command is called on the good inputs, and which of its arguments (slots) a case may replace.
 
 Slots: model (an .onnx file), data (feed data), target, weights, factory (a PyTorch `file.py:fn` spec),
-recipe, out (output file or folder), release (what verify checks).
+inputspec (export's --input), recipe, out (output file or folder), release (what verify checks).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def _opt(flag: str, v: dict[str, str], key: str) -> list[str]:
 COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("targets", ("target",), None, lambda v: ["targets", v.get("target") or "host"]),
     Command("inspect", ("model",), None, lambda v: ["inspect", v["model"]]),
-    Command("export", ("factory", "weights", "data", "out"), "file",
-            lambda v: ["export", v["factory"], "--input", "input:1x1x28x28", "--out", v["out"],
+    Command("export", ("factory", "weights", "data", "out", "inputspec"), "file",
+            lambda v: ["export", v["factory"], "--input", v["inputspec"], "--out", v["out"],
                        *_opt("--weights", v, "weights"), *_opt("--data", v, "data")]),
     Command("quantize", ("model", "data", "target", "out"), "file",
             lambda v: ["quantize", v["model"], "--calibration", v["data"], "--out", v["out"],
@@ -70,7 +70,7 @@ def good_values(w: World, rd: RunDirs, command: Command) -> dict[str, str]:
         recipe.write_text(good_recipe_text(w))
     data = {"distill": w.train, "package": w.eval, "bench": w.eval}.get(command.name, w.calib)
     return {
-        "model": str(w.model), "data": str(data), "target": "", "weights": "",
+        "model": str(w.model), "data": str(data), "inputspec": "input:1x1x28x28", "target": "", "weights": "",
         "factory": w.teacher, "student": w.student, "out": str(rd.out / out), "recipe": str(recipe),
         "release": str(w.extra.get("release", rd.case / "no-release")),
     }

@@ -570,6 +570,13 @@ def _(w, rd, kind):
     return f"{rd.case / 'f.py'}:tiny"
 
 
+# ---------------------------------------------------------------------------------------------- export --input specs
+for _name, _spec in (("no_shape", "input"), ("bad_dim", "input:1xAx28!x28"), ("zero_dim", "input:0x1x28x28"),
+                     ("unknown_dtype", "input:1x1x28x28:float99"), ("wrong_rank", "input:1x28x28"),
+                     ("wrong_dims", "input:1x1x32x32"), ("empty_name", ":1x1x28x28")):
+    case(f"inputspec_{_name}", "inputspec")(lambda w, rd, kind, spec=_spec: spec)
+
+
 # ---------------------------------------------------------------------------------------------- recipes
 def good_recipe_text(w: World, *, extra: str = "", model: str | None = None) -> str:
     return (f'[model]\nsource = "{model or w.model}"\n\n[data]\ncalibration = "{w.calib}"\neval = "{w.eval}"\n\n'

@@ -36,3 +36,10 @@ TAMPER_OPEN: dict[str, str] = {
 # interruption trials (tests/reliability/test_interruption.py), by trial index
 INTERRUPT_OPEN: dict[int, str] = {
 }
+
+# determinism (tests/reliability/test_determinism.py), by command
+F8 = ("F8 distill: student.pt differs between two identical seeded runs: torch.save(obj, tmp_path) names the zip's "
+      "root folder after the random temp file ('.student.pt.n1stcy1k/data.pkl') (distill/stage.py _save_checkpoint)")
+DETERMINISM_OPEN: dict[str, str] = {
+    "distill": F8,
+}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .commands import COMMANDS
+from .findings import DETERMINISM_OPEN
 from .harness import RunDirs, run_inprocess
 
 TARGET = "x86_64-avx2"
@@ -73,4 +74,15 @@ def test_package_twice_same_bytes(world, tmp_path):
                                         "--target", TARGET, "--eval", str(world.eval), "--calibration",
                                         str(world.calib), "--no-measure-latency"],
                   lambda rd: [rd.out / "release", rd.out / "release.tar.gz"])
+    _assert_same(runs)
+
+
+@pytest.mark.xfail("distill" in DETERMINISM_OPEN, strict=True, reason=DETERMINISM_OPEN.get("distill", ""))
+def test_distill_twice_same_bytes(world, tmp_path):
+    """Seeded CPU training is deterministic, so the checkpoint file must be too."""
+    _need("distill")
+    runs = _twice(tmp_path, lambda rd: ["distill", "--teacher", world.teacher, "--student", world.student,
+                                        "--data", str(world.train), "--out", str(rd.out / "student.pt"),
+                                        "--epochs", "1", "--seed", "0", "--device", "cpu"],
+                  lambda rd: [rd.out / "student.pt"])
     _assert_same(runs)
