@@ -129,6 +129,9 @@ def export(model: str | os.PathLike[str] | ModelArtifact, config: ExportConfig |
     feed_data = validate_data_early(data, specs, config.data_samples) if data is not None and specs else None
 
     say(f"loading {model_ref}")
+    import torch
+
+    torch.manual_seed(config.seed)  # a factory without weights then builds the same model on every run
     source, kind, ckpt_names = load_source(model_ref, config.weights)
     specs = _input_specs(config, source, kind, ckpt_names)
     if data is not None and feed_data is None:
@@ -150,7 +153,10 @@ def export(model: str | os.PathLike[str] | ModelArtifact, config: ExportConfig |
         fixes = fix_duplicate_names(proto.graph)
         for f in fixes:
             say(f"fixed: {f}")
-        check_model(proto, "exported model")
+        try:
+            check_model(proto, "the exported model")
+        except ModelError as exc:  # the exporter's output, not the user's input: the work failed
+            raise ValidationError(exc.message, hint="re-run with --debug for the exporter log") from None
         data_bytes = proto.SerializeToString()
         say("validating in ONNX Runtime")
         try:

@@ -196,3 +196,11 @@ def test_pt2_exported_program(models_py, tmp_path):
     res = export(str(tmp_path / "mlp.pt2"), ExportConfig(exporter="dynamo"), out=tmp_path / "mlp.onnx")
     assert res.report.max_error_rel_to_scale <= 1e-4
     assert res.report.inputs[0]["shape"] == [1, 64]
+
+
+def test_reexport_is_byte_identical(models_py, tmp_path):
+    outs = []
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        outs.append(_run(models_py, tmp_path / sub, "resnet", ["input:1x1x28x28"]).artifact.path.read_bytes())
+    assert outs[0] == outs[1]
