@@ -20,7 +20,7 @@ from edgecompress.data import FeedData, TensorSpec, load_data
 from edgecompress.errors import EdgecompressError
 from edgecompress.targets import profile_from_dict
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None,
                     derandomize=True)
 
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.uint8, np.bool_, np.complex64]
@@ -233,11 +233,19 @@ def _good_recipes(world) -> list[dict]:
     base = {"model": {"source": str(world.model)}, "data": {"calibration": str(world.calib), "eval": str(world.eval)},
             "quantize": {}, "package": {}}
     torch_base = {"model": {"source": world.teacher}, "data": {"train": str(world.train), "calibration":
-                  str(world.calib)}, "export": {}, "prune": {}, "quantize": {}, "package": {}}
+                  str(world.calib)}, "export": {}, "prune": {"ratio": 0.5}, "quantize": {}, "package": {}}
     return [base, torch_base, dict(base, target="x86_64-avx2", bench={})]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+def test_good_recipes_parse(world):
+    """The mutation bases are valid, so mutated recipes reach deep validation (types, files, stage configs)."""
+    recipe = pytest.importorskip("edgecompress.pipeline.recipe")
+    for doc in _good_recipes(world):
+        recipe.parse_recipe(doc, base_dir=world.inputs)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True,
+          database=None)
 @given(data=st.data())
 def test_mutated_recipes_raise_only_edgecompress_errors(data, world):
     recipe = pytest.importorskip("edgecompress.pipeline.recipe")
@@ -274,7 +282,7 @@ def test_shape_spec_parsing_raises_only_config_errors(spec):
     np.dtype(dtype)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(blob=st.binary(max_size=300), keep=st.integers(0, 2000), flips=st.lists(st.integers(0, 10**6), max_size=4))
 def test_load_model_raises_only_model_errors(blob, keep, flips, world):
     from edgecompress.onnxgraph.io import load_model
