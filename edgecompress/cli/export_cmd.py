@@ -12,7 +12,7 @@ from .common import console, emit_json, handle_errors, json_option
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
               help="A model input, in forward() order; dims: 16 (static), seq (dynamic, example 2), seq=16. "
                    "Repeat per input.")
-@click.option("--out", "-o", required=True, metavar="FILE.onnx", help="Output .onnx file.")
+@click.option("--out", "-o", default=None, metavar="FILE.onnx", help="Output .onnx file (required).")
 @click.option("--weights", default=None, metavar="FILE",
               help="state_dict file (or checkpoint dict with 'state_dict'/'model'), read with weights_only=True.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's).")
@@ -30,7 +30,7 @@ from .common import console, emit_json, handle_errors, json_option
 @json_option
 @click.pass_context
 @handle_errors
-def export_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], out: str, weights: str | None,
+def export_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], out: str | None, weights: str | None,
                opset: int | None, dynamic: tuple[str, ...], output_names: tuple[str, ...], data: str | None,
                tolerance: float, samples: int, data_samples: int, exporter: str, as_json: bool) -> None:
     """Export a PyTorch model to ONNX, then check it in ONNX Runtime against PyTorch, output by output.
@@ -45,8 +45,11 @@ def export_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], out: str
       edgecompress export examples.zoo:mlp --input x:1x1x28x28 --weights mlp.pt \\
           --data calibration_data/mnist_eval.npz --out mlp.onnx
     """
+    from ..errors import ConfigError
     from ..export import ExportConfig, export
 
+    if not out:
+        raise ConfigError("--out FILE.onnx is required")
     cfg = ExportConfig(inputs=inputs, weights=weights, opset=opset, dynamic=dynamic, output_names=output_names,
                        tolerance=tolerance, samples=samples, data_samples=data_samples, exporter=exporter)
     c = console()

@@ -203,6 +203,7 @@ def _bad_cases(inputs: Path) -> dict[str, tuple[list[str], str]]:
         "out parent is a file": ([f"{m}:net", "--input", "x:1x1x8x8", "--out", f"{inputs}/models.py/m.onnx"],
                                  "not a directory"),
         "out is a folder": ([f"{m}:net", "--input", "x:1x1x8x8", "--out", str(inputs)], ""),
+        "no --out": ([f"{m}:net", "--input", "x:1x1x8x8"], "--out FILE.onnx is required"),
         "out not .onnx": ([f"{m}:net", "--input", "x:1x1x8x8", "--out", "model.txt"], ".onnx"),
         "data wrong shape": ([f"{m}:net", *base, "--data", f"{inputs}/shape.npz"], "expected [1, 1, 8, 8]"),
         "data wrong dtype": ([f"{m}:net", *base, "--data", f"{inputs}/dtype.npz"], "dtype int64, expected float32"),
