@@ -106,12 +106,6 @@ def export(model: str | os.PathLike[str] | ModelArtifact, config: ExportConfig |
            out: str | os.PathLike[str], data: Any = None,
            progress: Callable[[str], None] | None = None) -> StageResult:
     """Export `model` to ONNX at `out` and validate it (see module doc)."""
-    import onnx
-
-    from ..onnxgraph.census import count_params
-    from ..onnxgraph.io import check_model, opset_version, output_specs
-    from ..onnxgraph.runtime import make_session
-    from .names import fix_duplicate_names
     from .source import load_source
     from .torch_export import run_export
 
@@ -147,42 +141,60 @@ def export(model: str | os.PathLike[str] | ModelArtifact, config: ExportConfig |
         say("exporting (torch.onnx)")
         used, notices, log = run_export(source if kind == "pt2" else module, module, args, specs, names, raw,
                                         opset=config.opset, exporter=config.exporter)
-        for n in notices:
-            say(f"notice: {n}")
-        proto = onnx.load(str(raw))
-        fixes = fix_duplicate_names(proto.graph)
-        for f in fixes:
-            say(f"fixed: {f}")
         try:
-            check_model(proto, "the exported model")
-        except ModelError as exc:  # the exporter's output, not the user's input: the work failed
-            raise ValidationError(exc.message, hint="re-run with --debug for the exporter log") from None
-        data_bytes = proto.SerializeToString()
-        say("validating in ONNX Runtime")
-        try:
-            session = make_session(data_bytes, origin="the exported model")
-        except ModelError as exc:
-            raise ValidationError(exc.message, hint="re-run with --debug for the exporter log") from None
-        onnx_names = [o.name for o in session.get_outputs()]
-        parity = [check_parity(module, session, specs, onnx_names, config, kind="random")]
-        if feed_data is not None:
-            feeds = data_feeds(feed_data, proto)
-            parity.append(check_parity(module, session, specs, onnx_names, config, kind="data", feeds=feeds))
-        worst = max((p.max_error_rel_to_scale for p in parity), default=0.0)
-        ok = all(p.ok for p in parity)
-        report = ExportReport(
-            ok=ok, exporter=used, opset=opset_version(proto), inputs=[s.to_dict() for s in specs],
-            outputs=[s.to_dict() for s in output_specs(proto)], tolerance=config.tolerance, parity=parity,
-            max_error_rel_to_scale=worst, size_bytes=len(data_bytes), params=count_params(proto), fixes=fixes,
-            notices=notices, seconds=round(time.perf_counter() - t0, 3), log=log)
-        if not ok:
-            bad = [f"{d['name']} ({p.kind}): max_abs={d['max_abs']:.3g}, rel to scale {d['rel_to_scale']:.3g}"
-                   for p in parity for d in p.outputs if not d["ok"]]
-            raise ValidationError(f"exported model differs from PyTorch over tolerance {config.tolerance:g}: "
-                                  + "; ".join(bad), report=report.to_dict())
-        from ..fsutil import atomic_write_bytes
+            return _validate_and_write(proto_path=raw, out=out, config=config, module=module, specs=specs,
+                                       feed_data=feed_data, used=used, notices=notices, log=log, t0=t0,
+                                       parent=parent, model_ref=model_ref, kind=kind, say=say)
+        except ValidationError as exc:
+            exc.exporter_log = log  # type: ignore[attr-defined] - shown by the CLI with --debug
+            raise
 
-        atomic_write_bytes(out, data_bytes)
+
+def _validate_and_write(*, proto_path: Path, out: Path, config: ExportConfig, module, specs: list[InputSpec],
+                        feed_data, used: str, notices: list[str], log: str, t0: float, parent, model_ref: str,
+                        kind: str, say: Callable[[str], None]) -> StageResult:
+    import onnx
+
+    from ..fsutil import atomic_write_bytes
+    from ..onnxgraph.census import count_params
+    from ..onnxgraph.io import check_model, opset_version, output_specs
+    from ..onnxgraph.runtime import make_session
+    from .names import fix_duplicate_names
+
+    for n in notices:
+        say(f"notice: {n}")
+    proto = onnx.load(str(proto_path))
+    fixes = fix_duplicate_names(proto.graph)
+    for f in fixes:
+        say(f"fixed: {f}")
+    try:
+        check_model(proto, "the exported model")
+    except ModelError as exc:  # the exporter's output, not the user's input: the work failed
+        raise ValidationError(exc.message, hint="re-run with --debug for the exporter log") from None
+    data_bytes = proto.SerializeToString()
+    say("validating in ONNX Runtime")
+    try:
+        session = make_session(data_bytes, origin="the exported model")
+    except ModelError as exc:
+        raise ValidationError(exc.message, hint="re-run with --debug for the exporter log") from None
+    onnx_names = [o.name for o in session.get_outputs()]
+    parity = [check_parity(module, session, specs, onnx_names, config, kind="random")]
+    if feed_data is not None:
+        feeds = data_feeds(feed_data, proto)
+        parity.append(check_parity(module, session, specs, onnx_names, config, kind="data", feeds=feeds))
+    worst = max((p.max_error_rel_to_scale for p in parity), default=0.0)
+    ok = all(p.ok for p in parity)
+    report = ExportReport(
+        ok=ok, exporter=used, opset=opset_version(proto), inputs=[s.to_dict() for s in specs],
+        outputs=[s.to_dict() for s in output_specs(proto)], tolerance=config.tolerance, parity=parity,
+        max_error_rel_to_scale=worst, size_bytes=len(data_bytes), params=count_params(proto), fixes=fixes,
+        notices=notices, seconds=round(time.perf_counter() - t0, 3), log=log)
+    if not ok:
+        bad = [f"{d['name']} ({p.kind}): max_abs={d['max_abs']:.3g}, rel to scale {d['rel_to_scale']:.3g}"
+               for p in parity for d in p.outputs if not d["ok"]]
+        raise ValidationError(f"exported model differs from PyTorch over tolerance {config.tolerance:g}: "
+                              + "; ".join(bad), report=report.to_dict())
+    atomic_write_bytes(out, data_bytes)
     metrics = {"size_bytes": report.size_bytes, "params": report.params,
                "max_error_rel_to_scale": report.max_error_rel_to_scale, "exporter": used}
     src_art = parent or ModelArtifact(path=Path(model_ref), format="pt2" if kind == "pt2" else "torch",

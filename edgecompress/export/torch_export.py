@@ -159,8 +159,10 @@ def run_export(model, ts_model, args: tuple, specs: list[InputSpec], output_name
         except Exception as exc:  # the dynamo exporter fails in many ways (graph breaks, unsupported ops)
             logs.append(cap.text + f"\ndynamo exporter failed: {type(exc).__name__}: {exc}\n")
             if exporter == "dynamo":
-                raise UnsupportedError(f"the dynamo exporter failed: {_short(exc)}",
-                                       hint="try --exporter torchscript, or --debug for the exporter log") from None
+                err = UnsupportedError(f"the dynamo exporter failed: {_short(exc)}",
+                                       hint="try --exporter torchscript, or --debug for the exporter log")
+                err.exporter_log = "".join(logs)
+                raise err from None
             notices.append(f"the dynamo exporter failed ({_short(exc, 200)}); "
                            "fell back to the TorchScript exporter")
             with contextlib.suppress(FileNotFoundError):
@@ -172,6 +174,8 @@ def run_export(model, ts_model, args: tuple, specs: list[InputSpec], output_name
     except Exception as exc:
         logs.append(cap.text)
         first = f"; dynamo: {notices[0]}" if notices else ""
-        raise UnsupportedError(f"the TorchScript exporter failed: {_short(exc)}{first}",
-                               hint="re-run with --debug for the exporter log") from None
+        err = UnsupportedError(f"the TorchScript exporter failed: {_short(exc)}{first}",
+                               hint="re-run with --debug for the exporter log")
+        err.exporter_log = "".join(logs)
+        raise err from None
     return "torchscript", notices, "".join(logs)

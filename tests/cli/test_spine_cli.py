@@ -291,3 +291,6 @@ def test_export_debug_shows_exporter_log(work):
                      "--exporter", "torchscript"])
     # the TorchScript exporter warns that it is deprecated: captured, shown only with --debug
     assert "DeprecationWarning" in res.stderr and "DeprecationWarning" not in quiet.stderr
+    failed = CliRunner().invoke(cli, ["--debug", "export", f"{inputs}/models.py:noisy", "--input", "x:1x16",
+                                      "--out", "n.onnx", "--exporter", "torchscript"])
+    assert failed.exit_code == 1 and "DeprecationWarning" in failed.stderr  # the log also comes with failures
