@@ -252,7 +252,7 @@ def _check_array(src: str, i: int, name: str, arr: np.ndarray, spec: TensorSpec,
     if arr.ndim != len(spec.shape):
         raise DataError(f"{src}: input {name!r} sample {i} has rank {arr.ndim} (shape {list(arr.shape)}), "
                         f"expected rank {len(spec.shape)} (model shape {list(spec.shape)})")
-    for axis, (got, dim) in enumerate(zip(arr.shape, spec.shape)):
+    for axis, (got, dim) in enumerate(zip(arr.shape, spec.shape, strict=False)):
         if isinstance(dim, int) and dim > 0 and got != dim:
             raise DataError(f"{src}: input {name!r} sample {i} has shape {list(arr.shape)}, expected "
                             f"{list(spec.shape)} (axis {axis}: {got} != {dim})")

@@ -94,7 +94,7 @@ def compare_outputs(ref: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[
     `ok` when max_abs <= rel_tol * max(scale, 1).
     """
     diffs = []
-    for name, r_list, g_list in zip(names, ref, got):
+    for name, r_list, g_list in zip(names, ref, got, strict=False):
         r = np.concatenate([np.asarray(x, dtype=np.float64).reshape(1, -1) if np.ndim(x) == 0 else
                             np.asarray(x, dtype=np.float64).reshape(len(x) if np.ndim(x) else 1, -1) for x in r_list])\
             if r_list else np.zeros((0, 0))
