@@ -50,18 +50,18 @@ def export(model, example, path: Path, input_name: str) -> Path:
     return path
 
 
-def train_mnist(model, epochs: int = 1, n: int = 3000):
+def train_mnist(model, epochs: int = 2, n: int = 3000, batch: int = 32):
     import torch
 
     torch.manual_seed(0)
     z = np.load(DATA / "mnist_train.npz")
     x, y = torch.tensor(z["input"][:n]), torch.tensor(z["labels"][:n])
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    opt = torch.optim.Adam(model.parameters(), 5e-3)
     model.train()
     for _ in range(epochs):
         perm = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
+        for i in range(0, len(x), batch):
+            idx = perm[i : i + batch]
             loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
