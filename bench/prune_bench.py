@@ -5,7 +5,8 @@ reconstruction, all measured side by side in one run (ratios only; the machine m
     .venv/bin/python bench/prune_bench.py --quick    # smaller inputs and fewer runs
 
 Sections:
-  latency   ResNet-18-like (224x224) and MobileNetV2-like: original fp32 vs pruned at several MAC targets,
+  latency   ResNet-18-like (224x224) and MobileNetV2-like: original fp32 vs pruned at several MAC targets
+            (and ResNet at 50 % with --round-to 16),
             and pruned + int8 (edgecompress.quantize when importable, else ORT quantize_static QDQ U8S8 per-channel),
             one ORT thread, runs interleaved round-robin so every model sees the same machine load.
   accuracy  MNIST teacher (examples/mnist_models.py), trained briefly on mnist_train.npz, exported with
@@ -93,35 +94,40 @@ def latency_section(tmp: Path, quick: bool) -> None:
 
     size = 112 if quick else 224
     runs = 5 if quick else 15
-    for name, factory, targets in (("resnet18_like", zoo.resnet18_like, (0.75, 0.5)),
-                                   ("mobilenetv2_like", zoo.mobilenetv2_like, (0.5,))):
+    half = PruneConfig(target_macs=0.5)
+    variants = {
+        "resnet18_like": (zoo.resnet18_like, {"pruned 0.75": PruneConfig(target_macs=0.75), "pruned 0.50": half,
+                                              "pruned 0.50 r16": PruneConfig(target_macs=0.5, round_to=16)}),
+        "mobilenetv2_like": (zoo.mobilenetv2_like, {"pruned 0.50": half}),
+    }
+    for name, (factory, configs) in variants.items():
         torch.manual_seed(0)
         x = torch.randn(1, 3, size, size)
         src = export(factory(), x, tmp / f"{name}.onnx")
         rng = np.random.default_rng(0)
         calib = FeedData.from_arrays({"input": rng.standard_normal((8, 3, size, size)).astype(np.float32)})
         paths = {"fp32": src}
-        rows = []
-        for t in targets:
-            out = tmp / f"{name}_m{int(t * 100)}.onnx"
-            res = prune(str(src), PruneConfig(target_macs=t, criterion="l2"), out=str(out))
-            paths[f"pruned {t:.2f}"] = out
-            rows.append((t, res.report))
-        q_src = paths[f"pruned {0.5:.2f}"]
-        how = quantize_int8(q_src, tmp / f"{name}_m50_int8.onnx", calib)
-        paths["pruned 0.50 + int8"] = tmp / f"{name}_m50_int8.onnx"
-        how_base = quantize_int8(src, tmp / f"{name}_int8.onnx", calib)
+        reports = {}
+        hows = set()
+        for label, cfg in configs.items():
+            out = tmp / f"{name}_{len(paths)}.onnx"
+            reports[label] = prune(str(src), cfg, out=str(out)).report
+            paths[label] = out
+            if cfg.target_macs == 0.5:
+                q = tmp / f"{name}_{len(paths)}_int8.onnx"
+                hows.add(quantize_int8(out, q, calib))
+                paths[f"{label} + int8"] = q
+                reports[f"{label} + int8"] = reports[label]
+        hows.add(quantize_int8(src, tmp / f"{name}_int8.onnx", calib))
         paths["int8 (unpruned)"] = tmp / f"{name}_int8.onnx"
         lat = timed(paths, {"input": x.numpy()}, runs)
-        print(f"\n[{name} {size}x{size}, 1 thread, median of {runs} interleaved runs]  int8 via {how}")
-        if how_base != how:
-            print(f"  (unpruned int8 via {how_base})")
-        print(f"  {'model':<22}{'MACs kept':>10}{'params kept':>12}{'latency ms':>12}{'speedup':>9}")
+        print(f"\n[{name} {size}x{size}, 1 thread, median of {runs} interleaved runs]  int8 via {'; '.join(sorted(hows))}")
+        print(f"  {'model':<24}{'MACs kept':>10}{'params kept':>12}{'latency ms':>12}{'speedup':>9}")
         for key in paths:
-            rep = next((r for t, r in rows if key.startswith(f"pruned {t:.2f}")), None)
-            mk = f"{rep.macs_kept:.3f}" if rep else ("1.000" if "pruned" not in key else "")
-            pk = f"{rep.params_kept:.3f}" if rep else ("1.000" if "pruned" not in key else "")
-            print(f"  {key:<22}{mk:>10}{pk:>12}{lat[key]:>12.2f}{lat['fp32'] / lat[key]:>8.2f}x")
+            rep = reports.get(key)
+            mk = f"{rep.macs_kept:.3f}" if rep else "1.000"
+            pk = f"{rep.params_kept:.3f}" if rep else "1.000"
+            print(f"  {key:<24}{mk:>10}{pk:>12}{lat[key]:>12.2f}{lat['fp32'] / lat[key]:>8.2f}x")
 
 
 def train_teacher(quick: bool):
