@@ -18,7 +18,7 @@ from .harness import RunDirs
 class Command:
     name: str
     slots: tuple[str, ...]
-    out_kind: str | None  # "file" | "pt" | "dir" | None
+    out_kind: str | None  # "file" | "pt" | "dir" | "csv" (a small file) | None
     argv: Callable[[dict[str, str]], list[str]]
 
     def available(self) -> bool:
@@ -45,8 +45,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("prune", ("model", "data", "target", "out"), "file",
             lambda v: ["prune", v["model"], "--out", v["out"], "--ratio", "0.5", "--calibration", v["data"],
                        *_opt("--target", v, "target")]),
-    Command("bench", ("model", "data", "target"), None,
-            lambda v: ["bench", v["model"], "--data", v["data"], "--runs", "3", "--warmup", "1",
+    Command("bench", ("model", "data", "target", "out"), "csv",
+            lambda v: ["bench", v["model"], "--data", v["data"], "--runs", "3", "--warmup", "1", "--csv", v["out"],
                        *_opt("--target", v, "target")]),
     Command("package", ("model", "data", "target", "out"), "dir",
             lambda v: ["package", v["model"], "--out", v["out"], "--eval", v["data"],
@@ -64,7 +64,8 @@ def good_values(w: World, rd: RunDirs, command: Command) -> dict[str, str]:
     """The slot values of a successful run (outputs inside the run's out/ folder)."""
     from .corpus import good_recipe_text
 
-    out = {"file": "model.onnx", "pt": "student.pt", "dir": "release", None: "unused"}[command.out_kind]
+    out = {"file": "model.onnx", "pt": "student.pt", "dir": "release", "csv": "bench.csv",
+           None: "unused"}[command.out_kind]
     recipe = rd.case / "good_recipe.toml"
     if command.name == "convert":
         recipe.write_text(good_recipe_text(w))

@@ -40,7 +40,7 @@ class Case:
     subprocess: bool = False
     fsize_limit: int | None = None
     marker: bool = False  # the case plants code that would create case/MARKER if executed
-    kinds: tuple[str, ...] = ("file", "pt", "dir")  # output kinds an "out" case applies to
+    kinds: tuple[str, ...] = ("file", "pt", "dir", "csv")  # output kinds an "out" case applies to
 
     def expectation(self, command: str) -> str:
         return self.expect.get(command, self.expect.get("*", "fail"))
@@ -667,10 +667,10 @@ def _mount_tmpfs(path: Path, rd: RunDirs, *, size: str, ro: bool = False) -> Non
 
 
 def _out_name(kind: str) -> str:
-    return "model.onnx" if kind == "file" else ("student.pt" if kind == "pt" else "release")
+    return {"file": "model.onnx", "pt": "student.pt", "csv": "bench.csv"}.get(kind, "release")
 
 
-@case("out_is_existing_directory", "out", kinds=("file", "pt"), why="the output file name is an existing folder")
+@case("out_is_existing_directory", "out", kinds=("file", "pt", "csv"), why="the output file name is an existing folder")
 def _(w, rd, kind):
     d = rd.out / _out_name(kind)
     d.mkdir()
@@ -683,7 +683,7 @@ def _(w, rd, kind):
     return _write(rd.out / "release", "I am a file")
 
 
-@case("out_parent_missing", "out", kinds=("file", "pt"), why="folder outputs may create missing parents")
+@case("out_parent_missing", "out", kinds=("file", "pt", "csv"), why="folder outputs may create missing parents")
 def _(w, rd, kind):
     return str(rd.out / "no" / "such" / _out_name(kind))
 
@@ -721,7 +721,7 @@ def _(w, rd, kind):
     return str(d / _out_name(kind))
 
 
-@case("out_file_size_limit", "out", subprocess=True, fsize_limit=2048,
+@case("out_file_size_limit", "out", subprocess=True, fsize_limit=2048, kinds=("file", "pt", "dir"),
       why="RLIMIT_FSIZE 2 KiB on the process (writes beyond it fail with EFBIG)")
 def _(w, rd, kind):
     return str(rd.out / _out_name(kind))
