@@ -11,7 +11,7 @@ import onnx
 import onnx_ir as ir
 
 from ..artifact import ModelArtifact, StageResult
-from ..data import FeedData, load_data
+from ..data import FeedData, load_data, random_feeds
 from ..errors import UnsupportedError, ValidationError
 from ..fsutil import check_output_path
 from ..onnxgraph import census
@@ -142,6 +142,9 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     raw = to_proto(pruned_ir)
     final, recon, bn_done = raw, [], []
     check = evald or calib
+    if check is None and all(t.dtype.kind == "f" for t in input_specs(src)):
+        check = random_feeds(input_specs(src), 4, seed=0)
+        notes.append("no calibration/eval data: fidelity is measured on 4 random inputs")
     fid_raw = fidelity(base, raw, check) if check is not None else None
     fid = fid_raw
     if calib is not None and config.reconstruct and plan.keep:
