@@ -1,7 +1,7 @@
 """Prune benchmark: fp32 latency before/after pruning, prune + int8, and MNIST accuracy with/without
 reconstruction, all measured side by side in one run (ratios only; the machine may be shared).
 
-    .venv/bin/python bench/prune_bench.py            # everything (a few minutes on 2 cores)
+    .venv/bin/python bench/prune_bench.py            # everything (5-30 minutes on the shared 2-core machine)
     .venv/bin/python bench/prune_bench.py --quick    # smaller inputs and fewer runs
 
 Sections:

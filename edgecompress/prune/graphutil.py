@@ -26,6 +26,19 @@ def to_ir(model: onnx.ModelProto) -> ir.Model:
     return m
 
 
+def prepare(model: onnx.ModelProto) -> ir.Model:
+    """The IR the analysis runs on: shapes inferred, nodes named, constant subgraphs folded (weights behind
+    Transpose when the exporter did no constant folding, shape arithmetic feeding Reshape), constants un-shared."""
+    from onnxscript.optimizer import fold_constants
+
+    m = to_ir(model)
+    big = 1 << 40
+    fold_constants(m, input_size_limit=big, output_size_limit=big,
+                   should_fold=lambda n: None if n.op_type != "BatchNormalization" else False)
+    unshare_constants(m.graph)
+    return m
+
+
 def to_proto(model: ir.Model, *, keep_shapes: bool = False) -> onnx.ModelProto:
     """Serialize; intermediate shapes are dropped (they may be stale after pruning) and inferred again."""
     proto = ir.to_proto(model)

@@ -102,25 +102,44 @@ class LeastSquaresReconstruction:
         if total_rows < 2 * dim:
             self.notes.append(f"{node.name}: {total_rows} calibration rows for {dim} unknowns; not re-fitted")
             return False
-        per = max(1, self.max_rows // len(ys))
+        budget = int(min(self.max_rows, max(16 * dim, 4096)))
+        per = max(1, budget // len(ys))
         xtx = np.zeros((dim, dim))
         xty = np.zeros((dim, len(kept)))
-        for x, y in zip(xs, ys, strict=False):
+        buf_a: list[np.ndarray] = []
+        buf_y: list[np.ndarray] = []
+
+        def flush() -> None:
+            if buf_a:
+                a = np.concatenate(buf_a).astype(np.float32)
+                yt = np.concatenate(buf_y).astype(np.float32)
+                xtx[...] += (a.T @ a).astype(np.float64)
+                xty[...] += (a.T @ yt).astype(np.float64)
+                buf_a.clear()
+                buf_y.clear()
+
+        pending = 0
+        for x, y in zip(xs, ys, strict=True):
             if node.op_type == "Conv":
                 ho, wo = y.shape[2], y.shape[3]
                 nrows = y.shape[0] * ho * wo
                 rows = np.sort(self.rng.choice(nrows, per, replace=False)) if nrows > per else None
-                a = _conv_rows(x.astype(np.float64), node, w.shape[2:], rows, (ho, wo))
-                yt = y[:, kept].transpose(0, 2, 3, 1).reshape(-1, len(kept)).astype(np.float64)
+                a = _conv_rows(x, node, w.shape[2:], rows, (ho, wo))
+                yt = y[:, kept].transpose(0, 2, 3, 1).reshape(-1, len(kept))
                 if rows is not None:
                     yt = yt[rows]
             else:
-                a = x.reshape(-1, x.shape[-1]).astype(np.float64)
-                yt = y.reshape(-1, y.shape[-1])[:, kept].astype(np.float64)
+                a = x.reshape(-1, x.shape[-1])
+                yt = y.reshape(-1, y.shape[-1])[:, kept]
             if has_bias:
-                a = np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)
-            xtx += a.T @ a
-            xty += a.T @ yt
+                a = np.concatenate([a, np.ones((a.shape[0], 1), a.dtype)], axis=1)
+            buf_a.append(a)
+            buf_y.append(yt)
+            pending += a.shape[0]
+            if pending >= 8192:
+                flush()
+                pending = 0
+        flush()
         lam = self.ridge * float(np.mean(np.diag(xtx))) + 1e-12
         sol = np.linalg.solve(xtx + lam * np.eye(dim), xty)  # (dim, kept)
         wt, bias = (sol[:d], sol[d]) if has_bias else (sol, None)

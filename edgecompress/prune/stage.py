@@ -21,7 +21,7 @@ from .apply import ChannelRemovalPass
 from .bnstats import BatchNormMomentMatching
 from .config import PruneConfig
 from .criteria import activation_means, compute_scores
-from .graphutil import to_ir, to_proto, unshare_constants
+from .graphutil import prepare, to_proto
 from .groups import Analysis, analyze
 from .reconstruct import LeastSquaresReconstruction
 from .report import Fidelity, GroupReport, PruneReport, UnprunableGroup
@@ -109,8 +109,7 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
 
         raise ConfigError("criterion 'activation' needs calibration data (--calibration)")
 
-    work = to_ir(src)
-    unshare_constants(work.graph)
+    work = prepare(src)
     base = to_proto(work, keep_shapes=True)
     analysis = analyze(work, config.skip)
     notes += analysis.notes

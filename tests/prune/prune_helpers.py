@@ -33,12 +33,10 @@ def run(path_or_proto, x: np.ndarray) -> np.ndarray:
 def plant_zeros(src, dst, fraction: float = 0.5, seed: int = 0) -> dict[int, np.ndarray]:
     """Zero the producer weights (and BN shift/mean, biases, additive constants) of `fraction` of the channels of
     every prunable group, so those channels carry exact zeros; returns group id -> planted channels."""
-    from edgecompress.prune.criteria import slice_channels  # noqa: F401 - same slicing convention
-    from edgecompress.prune.graphutil import const_array, set_const, to_ir, to_proto, unshare_constants
+    from edgecompress.prune.graphutil import const_array, prepare, set_const, to_proto
     from edgecompress.prune.groups import analyze
 
-    m = to_ir(onnx.load(str(src)))
-    unshare_constants(m.graph)
+    m = prepare(onnx.load(str(src)))
     a = analyze(m)
     rng = np.random.default_rng(seed)
     values = dict(m.graph.initializers)

@@ -12,6 +12,7 @@ from edgecompress.onnxgraph.io import input_specs, output_specs
 from edgecompress.prune import PruneConfig, prune
 from examples import zoo
 
+
 class SplitNet(torch.nn.Module):
     """Concat of two branches, then Split and Slice on the channel axis (boundaries on the branches)."""
 

@@ -6,15 +6,14 @@ import pytest
 import torch
 from prune_helpers import export_model
 
-from edgecompress.prune.graphutil import to_ir, unshare_constants
+from edgecompress.prune.graphutil import prepare
 from edgecompress.prune.groups import analyze
 from examples import mnist_models, zoo
 
 
 def groups_of(model, shape, **kw):
     torch.manual_seed(0)
-    m = to_ir(export_model(model, shape, **kw))
-    unshare_constants(m.graph)
+    m = prepare(export_model(model, shape, **kw))
     return analyze(m)
 
 
@@ -75,6 +74,12 @@ def test_attention_heads_are_whole_heads(factory, shape):
     ffn = [g for g in a.groups if g.kind == "units" and g.prunable]
     assert len(ffn) == 2  # the FFN hidden units; the residual stream is unprunable (LayerNorm)
     assert any("LayerNormalization" in r for g in a.groups for r in g.reasons)
+
+
+def test_unfolded_torchscript_transformer(tmp_path):
+    """do_constant_folding=False leaves weights behind Transpose and shape arithmetic: folded before analysis."""
+    a = groups_of(zoo.tiny_transformer(), (1, 1, 28, 28), keep_bn=True)
+    assert sum(g.kind == "heads" and g.prunable for g in a.groups) == 2
 
 
 def test_dynamo_graph_folded_bn(tmp_path):
