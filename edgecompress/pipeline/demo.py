@@ -48,10 +48,10 @@ amp = false
 inputs = ["input:1x1x28x28"]
 exporter = "torchscript"   # the student exports with either exporter; TorchScript takes 1 s instead of 10-30
 
-[prune]          # a quarter of the channels, least-squares reconstruction on 64 calibration samples
+[prune]          # a quarter of the channels, least-squares reconstruction on 256 calibration samples
 ratio = 0.25
 round_to = 4
-samples = 64
+samples = 256
 
 [quantize]       # int8 for the host; format pinned (auto would time the candidates: not reproducible)
 mode = "static"

@@ -163,7 +163,7 @@ def _run(recipe: Recipe, out: Path, root: Path, steps: list, from_stage: str | N
 
 def publish(state: State, out: Path, say: Progress) -> tuple[Path | None, Path | None, dict[str, Any] | None]:
     """Copy the package stage's release (+ tarball) to DIR/ and verify the copy."""
-    from ..fsutil import atomic_copy, atomic_dir
+    from ..fsutil import atomic_copy, atomic_dir, atomic_write_text
 
     pkg = state.package
     if pkg is None:
@@ -173,9 +173,15 @@ def publish(state: State, out: Path, say: Progress) -> tuple[Path | None, Path |
         release = out / "release"
         with atomic_dir(release) as tmp:
             shutil.copytree(pkg["release"], tmp, dirs_exist_ok=True)
+    published = out / ".convert-published"  # the tarball name the last run published, replaced by this one
+    with contextlib.suppress(OSError):
+        old = published.read_text().strip()
+        if old and old != f"{pkg['name']}.tar.gz" and "/" not in old:
+            (out / old).unlink(missing_ok=True)
     if pkg.get("tarball"):
         tarball = out / f"{pkg['name']}.tar.gz"
         atomic_copy(pkg["tarball"], tarball)
+        atomic_write_text(published, tarball.name + "\n")
     t0 = time.perf_counter()
     from ..errors import ValidationError
     from ..package import verify as verify_release

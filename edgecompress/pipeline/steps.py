@@ -134,9 +134,12 @@ def _data(state: State, key: str) -> str | None:
     return state.recipe.data_spec(key) or None
 
 
-def _target_inputs(state: State) -> dict[str, Any]:
+def _target_inputs(state: State, *, budgets: bool = False) -> dict[str, Any]:
+    """The target profile as a cache-key input. Only package enforces budgets: for the other stages they are
+    left out, so relaxing a budget after a failure reruns package alone."""
     t = state.recipe.target.to_dict()
-    t.pop("source", None)
+    for k in ("source", "description") + (() if budgets else ("budgets",)):
+        t.pop(k, None)
     return t
 
 
@@ -301,7 +304,7 @@ class PackageStep(Step):
     data_keys = ("calibration", "eval")
 
     def inputs(self, cfg, state):
-        d = {**super().inputs(cfg, state), "target": _target_inputs(state)}
+        d = {**super().inputs(cfg, state), "target": _target_inputs(state, budgets=True)}
         d["baseline"] = path_hash(state.baseline.path) if state.baseline else ""
         d["bench"] = state.bench_plain or {}
         d["lineage"] = [{k: r[k] for k in ("stage", "format", "config")} for r in state.lineage(Path("/"))]
