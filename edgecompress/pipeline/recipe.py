@@ -38,8 +38,8 @@ _FILE_FIELDS = ("weights", "_path", "_file")  # str fields naming an input file:
 class ModelSection:
     """[model]: what goes into the pipeline."""
 
-    source: str = ""
-    weights: str = ""
+    source: str = ""  # file.py:function | package.module:function | a .pt2 | an .onnx (required)
+    weights: str = ""  # a state dict (or a checkpoint with 'state_dict') for a PyTorch factory; optional
 
     def __post_init__(self) -> None:
         if not self.source.strip():
@@ -60,11 +60,11 @@ class ModelSection:
 class DataSection:
     """[data]: feed data for the stages (each a .npz, a folder of .npz or images, or module:function)."""
 
-    train: str = ""
-    val: str = ""
-    calibration: str = ""
-    eval: str = ""
-    image: ImageSpec | None = None
+    train: str = ""  # labelled training data for [train] and [distill]
+    val: str = ""  # validation data for [train] and [distill] (distill splits data.train without it)
+    calibration: str = ""  # for export's parity check, [prune]'s reconstruction, [quantize]'s calibration
+    eval: str = ""  # held-out data: accuracy in [prune], [quantize], [bench], [package] and the summary
+    image: ImageSpec | None = None  # preprocessing when a data entry is a folder of images
 
 
 @dataclass(frozen=True)

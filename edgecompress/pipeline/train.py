@@ -16,11 +16,11 @@ from ..errors import ConfigError, DataError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 2
+    epochs: int = 2  # passes over data.train
     batch_size: int = 64
-    lr: float = 0.003
+    lr: float = 0.003  # peak learning rate of AdamW under a one-cycle schedule
     weight_decay: float = 0.0
-    seed: int = 0
+    seed: int = 0  # initialisation and data order
     max_samples: int = 0  # 0 = every sample of data.train
     threads: int = 1  # torch CPU threads while training; fixed so results do not depend on the machine's cores
 
