@@ -16,10 +16,11 @@ import onnx
 from ..data import FeedData
 from ..onnxgraph.runtime import make_session
 
+# nodes that can fall back to fp32 usefully (they carry int8 compute); every node's output is measured
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "Add", "Mul", "Concat", "AveragePool",
-               "GlobalAveragePool", "MaxPool", "Relu", "Clip", "Sigmoid", "Softmax", "Resize", "Transpose",
-               "Reshape", "Gather", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu")
+               "GlobalAveragePool", "Softmax", "Resize", "Gather", "EmbedLayerNormalization")
 CAP_DB = 80.0
+INPUT_DB = 50.0  # a graph input quantized to 8 bits (6.02 * 8 + 1.76 dB): the noise floor the first layer starts from
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,33 @@ def rank_nodes(fp32_path: Path, q_path: Path, data: FeedData, *, quantizable: se
                threads: int = 1) -> list[NodeSensitivity]:
     fp = onnx.load(str(fp32_path), load_external_data=False)
     q = onnx.load(str(q_path), load_external_data=False)
-    q_outputs = {o for n in q.graph.node for o in n.output}
+    q_producer = {o: n.op_type for n in q.graph.node for o in n.output}
+    fp_producer = {o: n.op_type for n in fp.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in fp.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
     nodes = [n for n in fp.graph.node if n.name and n.op_type in COMPUTE_OPS
              and (quantizable is None or n.name in quantizable)]
-    tensors = sorted({n.output[0] for n in nodes if n.output and n.output[0] in q_outputs})
+    float_inputs = {i.name for i in fp.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    # a tensor is comparable when the quantized graph produces it with the same op, or when ORT folded a Relu into
+    # the following QuantizeLinear (the tensor then holds the conv's pre-activation: compared after max(., 0))
+    relu_folded = {t for t, op in fp_producer.items() if op == "Relu" and q_producer.get(t) not in (None, "Relu")}
+    graph_outputs = {o.name for o in fp.graph.output}
+    tensors = sorted(t for t, op in fp_producer.items()
+                     if (q_producer.get(t) == op or t in relu_folded or t in graph_outputs)
+                     and op not in ("Shape", "Constant", "Cast"))
     if not tensors:
         return []
+
+    def effective_output(n: onnx.NodeProto) -> str:
+        out = n.output[0]
+        if q_producer.get(out) != n.op_type:
+            nxt = consumers.get(out, [])
+            if len(nxt) == 1 and nxt[0].output[0] in relu_folded:
+                return nxt[0].output[0]
+        return out
+
     s_fp = make_session(_with_outputs(fp32_path, tensors), threads=threads, graph_optimization="basic",
                         origin="fp32 model with exposed outputs")
     s_q = make_session(_with_outputs(q_path, tensors), threads=threads, graph_optimization="basic",
@@ -63,10 +85,12 @@ def rank_nodes(fp32_path: Path, q_path: Path, data: FeedData, *, quantizable: se
         a = s_fp.run(tensors, feed)
         b = s_q.run(tensors, feed)
         for t, x, y in zip(tensors, a, b, strict=True):
+            if x.shape != y.shape or np.asarray(y).dtype.kind != "f" or np.asarray(x).dtype.kind != "f":
+                continue
             x = np.asarray(x, dtype=np.float64)
             y = np.asarray(y, dtype=np.float64)
-            if x.shape != y.shape:
-                continue
+            if t in relu_folded:
+                y = np.maximum(y, 0.0)
             sig[t] += float((x * x).sum())
             noise[t] += float(((x - y) ** 2).sum())
 
@@ -75,13 +99,13 @@ def rank_nodes(fp32_path: Path, q_path: Path, data: FeedData, *, quantizable: se
             return CAP_DB
         return float(min(CAP_DB, 10 * np.log10(max(sig[t], 1e-30) / noise[t])))
 
-    db = {t: sqnr(t) for t in tensors}
+    db = {t: sqnr(t) for t in tensors if sig[t] > 0 or noise[t] > 0}
     out = []
     for n in nodes:
-        t = n.output[0]
+        t = effective_output(n)
         if t not in db:
             continue
-        ins = [db[i] for i in n.input if i in db]
+        ins = [db[i] if i in db else INPUT_DB for i in n.input if i in db or i in float_inputs]
         base = min(ins) if ins else CAP_DB
         out.append(NodeSensitivity(n.name, n.op_type, db[t], base - db[t]))
     out.sort(key=lambda s: (-s.loss_db, s.sqnr_db))

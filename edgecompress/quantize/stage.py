@@ -5,7 +5,9 @@ speed against fp32, and write the model atomically. ORT's temp files stay in a p
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,13 @@ def _model_path(model: Any) -> tuple[Path, ModelArtifact]:
     return p, ModelArtifact(path=p, format="onnx", stage="input")
 
 
+def _absolute(spec: Any) -> Any:
+    """Data given as an existing relative path, made absolute (folders of .npz are read lazily, after chdir)."""
+    if isinstance(spec, (str, os.PathLike)) and str(spec) and Path(spec).exists():
+        return Path(spec).resolve()
+    return spec
+
+
 def _matmul_share(model: onnx.ModelProto) -> float:
     macs = count_macs(model)
     if not macs.total:
@@ -63,7 +72,8 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
     cfg = config if config is not None else QuantizeConfig()
     tgt = get_target(target)
     src, art = _model_path(model)
-    out = check_output_path(out)
+    out = check_output_path(out).resolve()  # absolute: the work below runs with the cwd in a private temp dir
+    calibration, eval_data = _absolute(calibration), _absolute(eval_data)
     m = load_model(src)
     if Path(out).resolve() == src.resolve():
         raise ConfigError("out must differ from the input model (inputs are never modified)")
@@ -85,7 +95,8 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
     src = src.resolve()
     with private_tempdir("edgecompress-quantize-") as work, working_directory(work):
         run = _Run(cfg, tgt, src, work, calib, fid_data, fid_note, notes=notes)
-        report, final = _execute(run, m)
+        with contextlib.redirect_stdout(sys.stderr):  # ORT's calibrators and optimizer print progress on stdout
+            report, final = _execute(run, m)
         if report.speed.get("measured") and report.speed["speedup"] < SLOWER and not cfg.allow_slower:
             raise BudgetError(f"int8 model is slower than fp32 on this machine ({report.speed['speedup']:.2f}x, "
                               f"measured side by side); nothing written",

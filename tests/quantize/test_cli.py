@@ -121,3 +121,17 @@ def test_bad_flag_value_exits_2(tmp_path, tiny_onnx, cwd):
     res = _invoke(["quantize", str(tiny_onnx), "--calibration", "x.npz", "--out", "o.onnx", "--max-drop", "2"], cwd)
     assert res.exit_code == 2
     assert "max_drop" in res.stderr
+
+
+def test_relative_paths_resolve_against_the_callers_cwd(tmp_path, cwd):
+    _sin_model(cwd / "m.onnx")
+    data = cwd / "calib"
+    data.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(24):  # a folder of .npz is read lazily: it must still be found after the stage's chdir
+        np.savez(data / f"{i:03d}.npz", x=rng.standard_normal((1, 16)).astype(np.float32))
+    res = _invoke(["quantize", "m.onnx", "--calibration", "calib", "--out", "m.int8.onnx", "--allow-slower",
+                   "--metric", "cosine", "--max-drop", "0.05", "--mode", "static", "--format", "qdq",
+                   "--activation-type", "uint8", "--method", "minmax"], cwd)
+    assert res.exit_code == 0, res.output
+    assert sorted(os.listdir(cwd)) == ["calib", "m.int8.onnx", "m.onnx"]
