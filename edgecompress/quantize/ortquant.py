@@ -6,7 +6,6 @@ activation ranges handed over as ORT's calibration cache; dynamic ones through `
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,7 +60,6 @@ def run_quantizer(src: Path, dest: Path, cand: Candidate, cache: Path | None = N
     """Quantize `src` into `dest` (both inside the private work dir) as `cand` says."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_dynamic, quantize_static
 
-    logging.getLogger().setLevel(logging.ERROR)
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     try:
         if cand.mode == "dynamic":

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +78,6 @@ def transformer_pass(src: Path, dest: Path, result: PreprocessResult) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
 
     heads, hidden = _attention_heads(onnx.load(str(src), load_external_data=False))
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     try:
         opt = optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
         stats = {k: int(v) for k, v in (opt.get_fused_operator_statistics() or {}).items() if v}
@@ -97,7 +95,6 @@ def transformer_pass(src: Path, dest: Path, result: PreprocessResult) -> Path:
 def pre_process(src: Path, dest: Path, result: PreprocessResult) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    logging.getLogger().setLevel(logging.ERROR)
     errors: list[str] = []
     for label, kwargs in PRE_PROCESS_ATTEMPTS:
         try:

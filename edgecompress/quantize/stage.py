@@ -6,6 +6,7 @@ speed against fp32, and write the model atomically. ORT's temp files stay in a p
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,18 @@ def _model_path(model: Any) -> tuple[Path, ModelArtifact]:
         return model.path, model
     p = Path(model)
     return p, ModelArtifact(path=p, format="onnx", stage="input")
+
+
+@contextlib.contextmanager
+def _quiet_ort_logging():
+    """ORT's quantizer logs advice and warnings on the root logger; silence them for this call only."""
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(old)
 
 
 def _absolute(spec: Any) -> Any:
@@ -95,7 +108,7 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
     src = src.resolve()
     with private_tempdir("edgecompress-quantize-") as work, working_directory(work):
         run = _Run(cfg, tgt, src, work, calib, fid_data, fid_note, notes=notes)
-        with contextlib.redirect_stdout(sys.stderr):  # ORT's calibrators and optimizer print progress on stdout
+        with contextlib.redirect_stdout(sys.stderr), _quiet_ort_logging():  # ORT prints progress on stdout
             report, final = _execute(run, m)
         if report.speed.get("measured") and report.speed["speedup"] < SLOWER and not cfg.allow_slower:
             raise BudgetError(f"int8 model is slower than fp32 on this machine ({report.speed['speedup']:.2f}x, "
