@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch import nn
 
 from ..artifact import ModelArtifact, StageResult, config_to_dict
 from ..errors import ConfigError, ModelError
-from ..fsutil import atomic_path, check_output_path
+from ..fsutil import atomic_write_bytes, check_output_path
 from .config import DistillConfig
 from .data import TensorSet, check_labels, load_train_val, to_tensors
 from .models import CHECKPOINT_FORMAT, count_macs, count_params, input_names, load_factory, load_weights
@@ -188,8 +189,11 @@ def _probe(teacher: nn.Module, student: nn.Module, train: TensorSet) -> tuple[to
 
 
 def _save_checkpoint(out: Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    with atomic_path(out) as tmp:
-        torch.save({**meta, "state_dict": {k: v.detach().cpu() for k, v in state.items()}}, tmp)
+    # torch.save names the zip's root folder after the file it writes to: save to memory so the bytes do not
+    # depend on the temp name (identical runs give identical checkpoints)
+    buf = io.BytesIO()
+    torch.save({**meta, "state_dict": {k: v.detach().cpu() for k, v in state.items()}}, buf)
+    atomic_write_bytes(out, buf.getvalue())
 
 
 def _save_pt2(student: nn.Module, train: TensorSet, out: Path, notes: list[str]) -> Path | None:
@@ -201,8 +205,9 @@ def _save_pt2(student: nn.Module, train: TensorSet, out: Path, notes: list[str])
                                      dynamic_shapes=tuple({0: torch.export.Dim.AUTO} for _ in args))
         except Exception:
             ep = torch.export.export(student.eval(), tuple(v[:1] for v in args))
-        with atomic_path(dest) as tmp:
-            torch.export.save(ep, str(tmp))
+        buf = io.BytesIO()
+        torch.export.save(ep, buf)
+        atomic_write_bytes(dest, buf.getvalue())
     except Exception as exc:  # the checkpoint's plan still rebuilds the student; say why there is no .pt2
         notes.append(f"no {dest.name}: torch.export failed ({type(exc).__name__}); load_student() rebuilds it")
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import io
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from torch import nn
 
 from ..artifact import config_to_dict
 from ..errors import ConfigError, InputError
-from ..fsutil import atomic_path
+from ..fsutil import atomic_write_bytes
 from .config import DistillConfig
 from .data import TensorSet
 from .losses import FeatureHints, task_loss
@@ -350,8 +351,9 @@ class Trainer:
             "rng": torch.get_rng_state(), "best_metric": best_metric, "best_epoch": best_epoch,
             "best_state": best_state, "history": history,
         }
-        with atomic_path(self.state_path) as tmp:
-            torch.save(state, tmp)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.state_path, buf.getvalue())
 
     def _load_state(self) -> dict[str, Any]:
         try:
