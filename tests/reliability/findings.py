@@ -21,8 +21,6 @@ OPEN: dict[tuple[str, str], str] = {
     ("inspect", "model_ir_version_99"): F1,
     ("inspect", "model_dangling_input"): F1,
     ("quantize", "out_file_size_limit"): F3,
-    ("distill", "out_full_disk"): F4,
-    ("distill", "out_file_size_limit"): F4,
     ("convert", "recipe_corrupt_model"): F5,
     ("convert", "recipe_nan_calibration"): F5,
     ("convert", "out_full_disk"): F5,
@@ -41,5 +39,4 @@ INTERRUPT_OPEN: dict[int, str] = {
 F8 = ("F8 distill: student.pt differs between two identical seeded runs: torch.save(obj, tmp_path) names the zip's "
       "root folder after the random temp file ('.student.pt.n1stcy1k/data.pkl') (distill/stage.py _save_checkpoint)")
 DETERMINISM_OPEN: dict[str, str] = {
-    "distill": F8,
 }
