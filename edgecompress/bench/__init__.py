@@ -15,3 +15,7 @@ from .report import BenchReport, ModelResult, RatioResult
 
 __all__ = ["BenchConfig", "BenchReport", "ModelResult", "RatioResult", "RemoteSpec", "bench", "parse_remote",
            "parse_threads", "setup_emulation", "emulation_root", "EMULATION_NOTE"]
+
+from .._api import callable_module  # noqa: E402
+
+callable_module(__name__, "bench")

@@ -25,3 +25,7 @@ def load_student(path):
 
 
 __all__ = ["DistillConfig", "DistillReport", "distill", "load_student"]
+
+from .._api import callable_module  # noqa: E402
+
+callable_module(__name__, "distill")

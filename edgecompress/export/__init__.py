@@ -201,3 +201,7 @@ def _validate_and_write(*, proto_path: Path, out: Path, config: ExportConfig, mo
                                       stage="input", config={"model": model_ref, "weights": config.weights})
     artifact = src_art.derive(out, "export", config=config, metrics=metrics)
     return StageResult(artifact, report)
+
+from .._api import callable_module  # noqa: E402
+
+callable_module(__name__, "export")

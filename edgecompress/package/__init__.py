@@ -14,3 +14,7 @@ from .config import PackageConfig, PackageReport, VerifyReport
 from .verify import verify
 
 __all__ = ["PackageConfig", "PackageReport", "VerifyReport", "package", "tarball_path", "verify"]
+
+from .._api import callable_module  # noqa: E402
+
+callable_module(__name__, "package")

@@ -13,3 +13,7 @@ from .report import Fidelity, GroupReport, PruneReport, UnprunableGroup
 from .stage import prune
 
 __all__ = ["CRITERIA", "Fidelity", "GroupReport", "PruneConfig", "PruneReport", "UnprunableGroup", "prune"]
+
+from .._api import callable_module  # noqa: E402
+
+callable_module(__name__, "prune")

@@ -10,3 +10,7 @@ from .report import QuantizeReport
 from .stage import quantize
 
 __all__ = ["QuantizeConfig", "QuantizeReport", "quantize"]
+
+from .._api import callable_module  # noqa: E402
+
+callable_module(__name__, "quantize")
