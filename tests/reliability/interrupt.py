@@ -74,8 +74,9 @@ def release_bytes(out: Path) -> dict[str, bytes]:
 
 
 def _is_lock(rel: str) -> bool:
-    """convert's lock file (`OUT/.convert.lock`) stays by design: deleting a flock'd file would race."""
-    return rel.split("/")[-1].endswith(".lock")
+    """convert's own bookkeeping in OUT stays by design: `.convert.lock` (deleting a flock'd file would race) and
+    `.convert-published` (the tarball name the last run published)."""
+    return "/" not in rel and rel in (".convert.lock", ".convert-published")
 
 
 def _is_temp(rel: str) -> bool:

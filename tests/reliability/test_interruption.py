@@ -50,6 +50,8 @@ def test_sigint_is_clean(world, tmp_path, command):
 
     rd = RunDirs(tmp_path / "run")
     argv = COMMANDS[command].argv(good_values(world, rd, COMMANDS[command]))
+    if command == "package":  # long enough to be interrupted: time the model many times
+        argv += ["--measure-latency", "--latency-runs", "100000"]
     before = snapshot(world.inputs, rd.base)
     proc = subprocess.Popen(cli_cmd(argv), cwd=rd.cwd, env=cli_env(rd.tmp), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -60,6 +62,8 @@ def test_sigint_is_clean(world, tmp_path, command):
             and not any(rd.tmp.iterdir()):
         time.sleep(0.05)
     if proc.poll() is not None:
+        out, err = proc.communicate()
+        assert proc.returncode == 0, f"{command} failed before it could be interrupted: {err[-1500:]}"
         pytest.skip(f"{command} finished before it could be interrupted")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
