@@ -23,7 +23,7 @@ def inspect_cmd(model: str, per_node: bool, dims: tuple[str, ...], as_json: bool
       edgecompress inspect model_int8.onnx --json
       edgecompress inspect bert.onnx --dim batch=1 --dim seq=128
     """
-    from ..errors import ConfigError
+    from ..errors import ConfigError, ModelError
     from ..onnxgraph.inspect import human_bytes, human_count, inspect
 
     dim_values: dict[str, int] = {}
@@ -33,10 +33,17 @@ def inspect_cmd(model: str, per_node: bool, dims: tuple[str, ...], as_json: bool
             raise ConfigError(f"--dim {d!r}: expected NAME=SIZE with a positive integer size, e.g. seq=128")
         dim_values[name.strip()] = int(size)
     rep = inspect(model, dim_values=dim_values)
+    failed = None
+    if rep.checker != "ok":  # show what could be read, then fail: a model the checker rejects is bad input
+        failed = ModelError(f"model {model} fails the ONNX checker: {' '.join(str(rep.checker).split())[:300]}",
+                            hint="the tables above show what could be read; fix the graph or re-export it")
     if as_json:
         d = rep.to_dict()
         if not per_node:
             d["macs"].pop("per_node", None)
+        if failed is not None:  # still one JSON object: the error, carrying the inspection as its report
+            failed.report = d
+            raise failed
         emit_json(d)
         return
     from rich.table import Table
@@ -79,5 +86,5 @@ def inspect_cmd(model: str, per_node: bool, dims: tuple[str, ...], as_json: bool
         c.print(f"note: {note}")
     for row in rep.external_data:
         c.print(f"external data: {row['location']} ({human_bytes(row['bytes'])}, {row['tensors']} tensors)")
-    if rep.checker != "ok":
-        c.print(f"[yellow]checker: {rep.checker}[/yellow]")
+    if failed is not None:
+        raise failed
