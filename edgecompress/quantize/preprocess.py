@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,13 +94,36 @@ def transformer_pass(src: Path, dest: Path, result: PreprocessResult) -> Path:
     return dest
 
 
+@contextlib.contextmanager
+def _ort_log_collected(errors: list[str], label: str):
+    """ORT's quant_pre_process logs its own failures (with a full traceback) through its module logger, which
+    reaches stderr via logging's last-resort handler: keep the first line as a reported fallback instead."""
+    lg = logging.getLogger("onnxruntime.quantization.shape_inference")
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            line = record.getMessage().strip().splitlines()[0] if record.getMessage().strip() else ""
+            if line and not line.startswith("Traceback"):
+                errors.append(f"quant_pre_process({label}): ORT: {line[:160]}")
+
+    handler, propagate = _Collect(), lg.propagate
+    lg.addHandler(handler)
+    lg.propagate = False
+    try:
+        yield
+    finally:
+        lg.removeHandler(handler)
+        lg.propagate = propagate
+
+
 def pre_process(src: Path, dest: Path, result: PreprocessResult) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     errors: list[str] = []
     for label, kwargs in PRE_PROCESS_ATTEMPTS:
         try:
-            quant_pre_process(str(src), str(dest), **kwargs)
+            with _ort_log_collected(errors, label):
+                quant_pre_process(str(src), str(dest), **kwargs)
         except Exception as exc:  # symbolic shape inference raises bare Exceptions on unknown patterns
             errors.append(f"quant_pre_process({label}) failed: {type(exc).__name__}: "
                           f"{' '.join(str(exc).split())[:160]}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
         notes.append("fidelity measured on the calibration samples: pass --eval for an independent check")
     src = src.resolve()
     with private_tempdir("edgecompress-quantize-") as work, working_directory(work):
-        run = _Run(cfg, tgt, src, work, calib, fid_data, fid_note, notes=notes)
+        # ORT's quantizer writes `<model>-inferred.onnx` beside the model path it is given: give it a private copy
+        run = _Run(cfg, tgt, _private_copy(src, work / "input"), work, calib, fid_data, fid_note, notes=notes)
         with contextlib.redirect_stdout(sys.stderr), _quiet_ort_logging():  # ORT prints progress on stdout
             report, final = _execute(run, m)
         if report.speed.get("measured") and report.speed["speedup"] < SLOWER and not cfg.allow_slower:
@@ -117,6 +119,24 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
         atomic_copy(final, out)
     metrics = {"fidelity": report.fidelity, "speedup": report.speed.get("speedup"), "size_mb": report.size_mb}
     return StageResult(art.derive(Path(out), "quantize", config=cfg, metrics=metrics), report)
+
+
+def _private_copy(src: Path, folder: Path) -> Path:
+    """Copy the model (and its external data files) into `folder`; the user's folder is never written to."""
+    folder.mkdir()
+    dest = folder / src.name
+    shutil.copyfile(src, dest)
+    proto = onnx.load(str(src), load_external_data=False)
+    for loc in sorted({e.value for t in _all_tensors(proto) for e in t.external_data if e.key == "location"}):
+        (dest.parent / loc).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src.parent / loc, dest.parent / loc)
+    return dest
+
+
+def _all_tensors(proto: onnx.ModelProto):
+    from onnx.external_data_helper import _get_all_tensors  # noqa: PLC2701 - onnx's own helper
+
+    return _get_all_tensors(proto)
 
 
 def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
