@@ -92,9 +92,26 @@ def run_recipe(recipe: Recipe, out: str | Path, *, from_stage: str | None = None
     steps = plan(recipe)
     check_from(recipe, from_stage)
     root = out / "stages"
+    created = [p for p in (out, root) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
-        return _run(recipe, out, root, steps, from_stage, say)
+    try:
+        with _exclusive(out):
+            return _run(recipe, out, root, steps, from_stage, say)
+    except BaseException:
+        _remove_if_unused(created, out)
+        raise
+
+
+def _remove_if_unused(created: list[Path], out: Path) -> None:
+    """Folders this run created and left empty (no stage completed) go again, so a failed first run leaves
+    nothing under the output name; completed stages are always kept for the resume."""
+    for folder in reversed(created):  # stages/ first, then the output folder
+        if folder == out and created and out.is_dir():
+            with contextlib.suppress(OSError):
+                if [p.name for p in out.iterdir()] == [".convert.lock"]:
+                    (out / ".convert.lock").unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
 
 
 @contextlib.contextmanager
