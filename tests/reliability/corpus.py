@@ -190,7 +190,8 @@ def _(w, rd, kind):
     return _save(cnn_graph(opset=6, ir_version=3), rd.case / "model.onnx")
 
 
-@case("model_opset_99", "model")
+@case("model_opset_99", "model", expect={"inspect": "any"},
+      why="the ONNX checker accepts an opset from the future; inspect reads the graph, every runtime stage fails")
 def _(w, rd, kind):
     return _save(cnn_graph(opset=99), rd.case / "model.onnx")
 
