@@ -32,14 +32,14 @@ val = "calibration_data/mnist_val.npz"
 calibration = "calibration_data/mnist_calibration.npz"
 eval = "calibration_data/mnist_eval.npz"
 
-[train]          # the teacher, from scratch: one epoch over the 3000 training samples
-epochs = 1
+[train]          # the teacher, from scratch: three epochs over the 3000 training samples
+epochs = 3
 batch_size = 32
 lr = 0.01
 
 [distill]        # teacher (112k parameters) -> a small CNN student (7.7k)
 student = "examples/mnist_models.py:student_small"
-epochs = 3
+epochs = 8
 batch_size = 64
 lr = 0.01
 amp = false
@@ -48,10 +48,10 @@ amp = false
 inputs = ["input:1x1x28x28"]
 exporter = "torchscript"   # the student exports with either exporter; TorchScript takes 1 s instead of 10-30
 
-[prune]          # a quarter of the channels, least-squares reconstruction on 256 calibration samples
+[prune]          # a quarter of the channels, least-squares reconstruction on all 500 calibration samples
 ratio = 0.25
 round_to = 4
-samples = 256
+samples = 500
 
 [quantize]       # int8 for the host; format pinned (auto would time the candidates: not reproducible)
 mode = "static"
