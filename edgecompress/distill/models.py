@@ -32,40 +32,11 @@ def load_factory(spec: str, what: str = "model") -> nn.Module:
     return _load(spec, what)
 
 
-def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
-    """A state_dict from a file holding either a state_dict or a dict with a 'state_dict' key."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"{what} file not found: {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"{what} {p}: not a readable torch weights file ({type(exc).__name__}: "
-                         f"{' '.join(str(exc).split())[:200]})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"{what} {p}: expected a state_dict (name -> tensor) or a dict with 'state_dict'")
-    return obj
-
-
 def load_weights(model: nn.Module, path: str | Path, what: str) -> None:
-    sd = read_state_dict(path, what)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(sd))
-    extra = sorted(set(sd) - set(own))
-    bad = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
-    if missing or extra or bad:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
-        if extra:
-            parts.append(f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}")
-        if bad:
-            k = bad[0]
-            parts.append(f"shape of {k}: file {list(sd[k].shape)} vs model {list(own[k].shape)}")
-        raise ModelError(f"{what} {path} do not fit the model: {'; '.join(parts)}")
-    model.load_state_dict(sd)
+    """Load a state_dict (or a checkpoint holding one) into `model`; the export stage's loader, shared."""
+    from ..export.source import load_weights as _load
+
+    _load(model, path, what)
 
 
 def input_names(model: nn.Module) -> list[str]:
