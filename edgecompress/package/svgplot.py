@@ -27,12 +27,9 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     raw = (hi - lo) / max(n, 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.floor(lo / step) * step
-    ticks = []
-    t = start
-    while t <= hi + step * 0.5 and len(ticks) < 20:
-        ticks.append(round(t, 10))
-        t += step
+    ticks = [round(math.floor(lo / step) * step, 10)]
+    while ticks[-1] < hi - step * 1e-9 and len(ticks) < 20:  # the last tick reaches hi: no point off the axis
+        ticks.append(round(ticks[-1] + step, 10))
     return ticks
 
 
