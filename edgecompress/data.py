@@ -13,9 +13,6 @@ NaN/Inf and empty sets; every error says what was expected and what was found.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
-import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .specs import import_callable
+from .specs import short as _short
 
 LABELS = "labels"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".webp")
@@ -381,33 +380,7 @@ def _import_callable(spec: str, what: str) -> Callable[..., Any]:
     mod_name, _, attr = spec.rpartition(":")
     if not mod_name or not attr:
         raise ConfigError(f"{what} entry point must look like module:function or path/file.py:function, got {spec!r}")
-    try:
-        if mod_name.endswith(".py"):
-            path = Path(mod_name)
-            if not path.is_file():
-                raise DataError(f"{what} entry point file not found: {path}")
-            name = f"_edgecompress_user_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
-            loader_spec = importlib.util.spec_from_file_location(name, path)
-            if loader_spec is None or loader_spec.loader is None:
-                raise DataError(f"{what} entry point {path} cannot be imported")
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[name] = module
-            loader_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise DataError(f"{what} entry point {spec!r}: cannot import {mod_name!r} ({exc})") from None
-    except SyntaxError as exc:
-        raise DataError(f"{what} entry point {spec!r}: syntax error in {mod_name} line {exc.lineno}") from None
-    except DataError:
-        raise
-    except Exception as exc:  # user code failing at import time: name it, don't crash
-        raise DataError(f"{what} entry point {spec!r}: importing {mod_name} failed "
-                        f"({type(exc).__name__}: {_short(exc)})") from None
-    fn = getattr(module, attr, None)
-    if fn is None or not callable(fn):
-        raise DataError(f"{what} entry point {spec!r}: {mod_name} has no callable {attr!r}")
-    return fn
+    return import_callable(spec, f"{what} entry point", error=DataError, noun="function")
 
 
 def _load_entry_point(spec: str, what: str) -> FeedData:
@@ -449,9 +422,6 @@ def _load_entry_point(spec: str, what: str) -> FeedData:
     return FeedData.from_feeds(feeds, labels=lab, source=spec)
 
 
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def random_feeds(inputs: Sequence[TensorSpec], n: int, *, seed: int = 0,

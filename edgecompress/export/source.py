@@ -7,36 +7,14 @@ Every problem is a ModelError (exit 2) with one line naming it. Weights are read
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib
-import importlib.util
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-
-
-def _short(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@contextlib.contextmanager
-def _cwd_on_path():
-    """Let `pkg.mod:factory` find packages in the working directory (the console script does not add it)."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
+from ..specs import import_callable
+from ..specs import short as _short
 
 
 def load_factory(spec: str, what: str = "model"):
@@ -46,38 +24,7 @@ def load_factory(spec: str, what: str = "model"):
     mod_name, _, attr = str(spec).rpartition(":")
     if not mod_name or not attr or not attr.isidentifier():
         raise ModelError(f"{what} {spec!r}: expected path/file.py:factory, package.module:factory or a .pt2 file")
-    try:
-        if mod_name.endswith(".py"):
-            path = Path(mod_name)
-            if not path.is_file():
-                raise ModelError(f"{what} file not found: {path}")
-            key = f"_edgecompress_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
-            module = sys.modules.get(key)
-            if module is None:
-                loader_spec = importlib.util.spec_from_file_location(key, path)
-                if loader_spec is None or loader_spec.loader is None:
-                    raise ModelError(f"{what} {path} cannot be imported")
-                module = importlib.util.module_from_spec(loader_spec)
-                sys.modules[key] = module
-                try:
-                    loader_spec.loader.exec_module(module)
-                except BaseException:
-                    sys.modules.pop(key, None)
-                    raise
-        else:
-            with _cwd_on_path():
-                module = importlib.import_module(mod_name)
-    except ModelError:
-        raise
-    except ImportError as exc:
-        raise ModelError(f"{what} {spec!r}: cannot import {mod_name!r} ({_short(exc)})") from None
-    except SyntaxError as exc:
-        raise ModelError(f"{what} {spec!r}: syntax error in {mod_name} line {exc.lineno}") from None
-    except Exception as exc:  # user code run at import time
-        raise ModelError(f"{what} {spec!r}: importing {mod_name} raised {type(exc).__name__}: {_short(exc)}") from None
-    fn = getattr(module, attr, None)
-    if fn is None or not callable(fn):
-        raise ModelError(f"{what} {spec!r}: {mod_name} has no callable {attr!r} (unknown factory)")
+    fn = import_callable(spec, what, error=ModelError, noun="factory")
     try:
         model = fn()
     except Exception as exc:  # user code
