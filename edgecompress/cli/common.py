@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -70,6 +71,9 @@ def handle_errors(f: Callable) -> Callable:
             _report_error(exc.message, exc.hint, exc.exit_code, as_json, exc.to_dict())
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
+            # we are leaving: a second Ctrl-C (or a signal still pending in native code) must not cut the
+            # clean-up short and end the process by SIGINT instead of exit code 130
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             _report_error("interrupted", "", 130, as_json, {"error": "Interrupted", "exit_code": 130})
             ctx.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
