@@ -91,3 +91,20 @@ class MnistSmallCNN(nn.Module):
 def student_small() -> nn.Module:
     """7.7k parameters (1/14.5 of the teacher's 112k): the student of bench/distill_bench.py."""
     return MnistSmallCNN(width=16)
+
+
+class Ensemble(nn.Module):
+    """Mean of the members' logits: a teacher made of several independently trained networks (Hinton et al.
+    2015 distil an ensemble into one small model). Its state_dict holds every member (`members.K.<name>`)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def teacher_ensemble(members: int = 4) -> nn.Module:
+    """Four `teacher()` networks averaged (448k parameters): the teacher of bench/distill_bench.py."""
+    return Ensemble([teacher() for _ in range(members)])

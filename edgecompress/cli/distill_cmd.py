@@ -35,6 +35,10 @@ from .common import console, emit_json, handle_errors, json_option
 @click.option("--feature-weight", default=1.0, show_default=True, type=float)
 @click.option("--augment-shift", default=0, show_default=True, type=int,
               help="Random translation of image inputs by up to N pixels (teacher and student see the same).")
+@click.option("--augment-rotate", default=0.0, show_default=True, type=float, metavar="DEG",
+              help="Random rotation of image inputs by up to +-DEG degrees (with --augment-scale: one affine warp).")
+@click.option("--augment-scale", default=0.0, show_default=True, type=float, metavar="F",
+              help="Random zoom of image inputs by up to +-F (0.1 = 90%..110%).")
 @click.option("--val-fraction", default=0.1, show_default=True, type=float)
 @click.option("--qat", is_flag=True, help="Then fine-tune with fake quantization and export a QDQ int8 ONNX model.")
 @click.option("--qat-epochs", default=3, show_default=True, type=int)

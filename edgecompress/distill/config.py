@@ -62,6 +62,8 @@ class DistillConfig:
     feature_weight: float = 1.0
     val_fraction: float = 0.1
     augment_shift: int = 0
+    augment_rotate: float = 0.0
+    augment_scale: float = 0.0
     qat: bool = False
     qat_epochs: int = 3
     qat_lr: float = 5e-4
@@ -104,6 +106,10 @@ class DistillConfig:
             _int(self, "num_classes", 2)
         for name in ("lr", "qat_lr", "temperature"):
             _pos(self, name)
+        if not _num(self.augment_rotate) or not 0 <= self.augment_rotate <= 180:
+            raise ConfigError(f"augment_rotate must be degrees in [0, 180], got {self.augment_rotate!r}")
+        if not _num(self.augment_scale) or not 0 <= self.augment_scale < 1:
+            raise ConfigError(f"augment_scale must be a zoom fraction in [0, 1), got {self.augment_scale!r}")
         for name in ("weight_decay", "feature_weight"):
             v = getattr(self, name)
             if not _num(v) or v < 0:
@@ -122,6 +128,11 @@ class DistillConfig:
                               f"got {self.loss!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+    @property
+    def augments(self) -> bool:
+        """True when training inputs are randomly transformed (the teacher must then see each batch)."""
+        return bool(self.augment_shift or self.augment_rotate or self.augment_scale)
 
     @property
     def derivation(self) -> tuple[str, float] | None:

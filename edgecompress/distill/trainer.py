@@ -27,6 +27,7 @@ from torch import nn
 from ..artifact import config_to_dict
 from ..errors import ConfigError, InputError
 from ..fsutil import atomic_write_bytes
+from .augment import augment
 from .config import DistillConfig
 from .data import TensorSet
 from .losses import FeatureHints, task_loss
@@ -142,22 +143,6 @@ def metric_of(out: torch.Tensor, teacher_out: torch.Tensor, labels: torch.Tensor
     return "teacher_agreement", float((pred == tpred).float().mean())
 
 
-def augment_shift(x: list[torch.Tensor], shift: int, seed: int, epoch: int, step: int) -> list[torch.Tensor]:
-    """Random translation by up to `shift` pixels of 4-D float inputs (edge-replicated), the same for teacher and
-    student; the offsets depend only on (seed, epoch, step), so a resumed run sees the same ones."""
-    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 100_003 + step)
-    out = []
-    for t in x:
-        if t.dim() != 4 or not t.is_floating_point():
-            out.append(t)
-            continue
-        n, _, h, w = t.shape
-        off = torch.randint(0, 2 * shift + 1, (n, 2), generator=g).tolist()
-        padded = torch.nn.functional.pad(t, (shift, shift, shift, shift), mode="replicate")
-        out.append(torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(off)]))
-    return out
-
-
 class Trainer:
     def __init__(self, teacher: nn.Module, student: nn.Module, train: TensorSet, val: TensorSet,
                  config: DistillConfig, *, device: torch.device, dist: Dist, state_path: Path,
@@ -208,7 +193,7 @@ class Trainer:
             opt, _lr_lambda(steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs))
         ce_only = cfg.loss == "kd" and cfg.alpha == 0 and self.train_set.labels is not None and not self.hints
         # teacher outputs are computed once when inputs never change (no augmentation, no feature hints)
-        on_the_fly = not ce_only and (self.hints is not None or cfg.augment_shift > 0)
+        on_the_fly = not ce_only and (self.hints is not None or cfg.augments)
         cached = None if (ce_only or on_the_fly) else self._teacher_outputs(self.train_set)
         val_teacher = self._teacher_outputs(self.val_set)
 
@@ -248,8 +233,7 @@ class Trainer:
                     x, y = self.train_set.index(idx)
                     x = [v.to(dev, non_blocking=True) for v in x.values()]
                     y = y.to(dev) if y is not None else None
-                    if cfg.augment_shift:
-                        x = augment_shift(x, cfg.augment_shift, cfg.seed, epoch, step)
+                    x = augment(x, cfg, epoch, step)
                     if ce_only:
                         t_out = None
                     elif on_the_fly:
@@ -295,7 +279,8 @@ class Trainer:
                                 "lr": float(sched.get_last_lr()[0])})
                 bar.update(f"epoch {epoch + 1}/{cfg.epochs} loss {train_loss:.4f} val {metric_name} {metric:.4f}",
                            log=True)
-                if metric > best_metric:
+                # on a tie the later epoch wins: it has trained longer at a lower learning rate
+                if metric >= best_metric:
                     best_metric, best_epoch = metric, epoch + 1
                     best_state = {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()}
                     if self.on_best is not None and d.main:

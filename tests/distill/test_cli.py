@@ -25,10 +25,14 @@ def test_json_run(mnist_small, tmp_path):
     train, val = mnist_small
     r = CliRunner().invoke(cli, ["distill", "--teacher", spec("mlp_teacher"), "--student", spec("mlp_student"),
                                  "--data", str(train), "--val", str(val), "--out", str(tmp_path / "s.pt"),
-                                 "--epochs", "1", "--json"])
+                                 "--epochs", "1", "--augment-rotate", "10", "--augment-scale", "0.1", "--json"])
     assert r.exit_code == 0, r.output
     obj = json.loads(r.stdout)
     assert obj["ok"] and obj["stage"] == "distill" and obj["report"]["student"]["params"] > 0
+    import torch
+
+    config = torch.load(tmp_path / "s.pt", weights_only=True)["config"]
+    assert config["augment_rotate"] == 10 and config["augment_scale"] == 0.1
 
 
 @pytest.mark.parametrize("args, data_key, needle", [
@@ -37,6 +41,7 @@ def test_json_run(mnist_small, tmp_path):
     (["--student", spec("mlp_student")], "empty", "empty"),
     (["--student", spec("mlp_student"), "--feature-kd", "body.1:nope"], "ok", "feature-KD layer 'nope' does not exist"),
     (["--student", spec("mlp_student"), "--alpha", "3"], "ok", "alpha must be in [0, 1]"),
+    (["--student", spec("mlp_student"), "--augment-scale", "1.5"], "ok", "augment_scale must be"),
     (["--student-from-teacher", "depth=2"], "ok", "no layer stack"),
 ])
 def test_bad_input_exits_2_one_line(bad_data, tmp_path, args, data_key, needle):

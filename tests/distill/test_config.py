@@ -34,6 +34,10 @@ S = "examples/mnist_models.py:student"
     ({"teacher": T, "student": S, "warmup_epochs": 10, "epochs": 10}, "warmup_epochs"),
     ({"teacher": T, "student": S, "weight_decay": -1}, "weight_decay"),
     ({"teacher": T, "student": S, "seed": -1}, "seed"),
+    ({"teacher": T, "student": S, "augment_rotate": -5}, "augment_rotate"),
+    ({"teacher": T, "student": S, "augment_rotate": 400}, "augment_rotate"),
+    ({"teacher": T, "student": S, "augment_scale": 1.0}, "augment_scale"),
+    ({"teacher": T, "student": S, "augment_scale": float("inf")}, "augment_scale"),
 ])
 def test_bad_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):

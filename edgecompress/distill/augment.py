@@ -1,0 +1,68 @@
+"""Training-time augmentation of image inputs, applied to the batch that teacher and student both see.
+
+The random parameters of epoch e, step k come from a generator seeded by (seed, e, k) alone, so a resumed run,
+a rerun and every DDP rank see the same ones. Only 4-D float tensors (NCHW images) change; token ids, vectors
+and masks pass through untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import DistillConfig
+
+
+def _generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 100_003 + step)
+
+
+def _each_image(x: list[torch.Tensor], fn: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    return [fn(t) if t.dim() == 4 and t.is_floating_point() else t for t in x]
+
+
+def augment_shift(x: list[torch.Tensor], shift: int, seed: int, epoch: int, step: int) -> list[torch.Tensor]:
+    """Random translation by up to `shift` whole pixels (edge-replicated)."""
+    g = _generator(seed, epoch, step)
+
+    def one(t: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = t.shape
+        off = torch.randint(0, 2 * shift + 1, (n, 2), generator=g).tolist()
+        padded = F.pad(t, (shift, shift, shift, shift), mode="replicate")
+        return torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(off)])
+
+    return _each_image(x, one)
+
+
+def augment_affine(x: list[torch.Tensor], *, rotate: float, scale: float, shift: float, seed: int, epoch: int,
+                   step: int) -> list[torch.Tensor]:
+    """One random affine warp per image: rotation up to +-`rotate` degrees, zoom up to +-`scale` (fraction),
+    translation up to +-`shift` pixels; bilinear, edge-replicated."""
+    g = _generator(seed, epoch, step)
+
+    def one(t: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = t.shape
+        ang = (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * math.radians(rotate)
+        zoom = 1 + (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * scale
+        move = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * shift
+        cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
+        # affine_grid works in [-1, 1] coordinates: a shift of p pixels is 2p / size
+        theta = torch.stack([torch.stack([cos, -sin * h / w, move[:, 1] * 2 / w], 1),
+                             torch.stack([sin * w / h, cos, move[:, 0] * 2 / h], 1)], 1)
+        grid = F.affine_grid(theta.to(t.device, t.dtype), [n, c, h, w], align_corners=False)
+        return F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    return _each_image(x, one)
+
+
+def augment(x: list[torch.Tensor], cfg: DistillConfig, epoch: int, step: int) -> list[torch.Tensor]:
+    """The configured augmentation of one batch (the inputs themselves when none is configured)."""
+    if cfg.augment_rotate or cfg.augment_scale:
+        return augment_affine(x, rotate=cfg.augment_rotate, scale=cfg.augment_scale, shift=cfg.augment_shift,
+                              seed=cfg.seed, epoch=epoch, step=step)
+    if cfg.augment_shift:
+        return augment_shift(x, cfg.augment_shift, cfg.seed, epoch, step)
+    return x
