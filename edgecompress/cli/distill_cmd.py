@@ -16,6 +16,9 @@ from .common import console, emit_json, handle_errors, json_option
 @click.option("--student-weights", default=None, metavar="FILE", help="Initial student weights.")
 @click.option("--student-from-teacher", default=None, metavar="width=F|depth=K",
               help="Derive the student from the teacher: keep a fraction F of channels, or every K-th block.")
+@click.option("--student-from-pruned", default=None, metavar="PRUNED.onnx",
+              help="Start from a model that `edgecompress prune` made from this teacher's export: the teacher's "
+                   "class with the pruned channel counts and weights (checked against the pruned model in ORT).")
 @click.option("--data", required=True, metavar="DATA", help="Training feeds (.npz, folder, module:function) with labels.")
 @click.option("--val", default=None, metavar="DATA", help="Validation feeds; default: a fixed split of --data.")
 @click.option("--out", required=True, metavar="FILE", help="Student checkpoint to write (e.g. student.pt).")
@@ -60,6 +63,8 @@ def distill_cmd(as_json: bool, no_amp: bool, data: str, val: str | None, out: st
           --val calibration_data/mnist_val.npz --out student.pt --epochs 15 --temperature 4 --alpha 0.7
       edgecompress distill --teacher examples/mnist_models.py:teacher --teacher-weights teacher.pt \\
           --student-from-teacher width=0.35 --data calibration_data/mnist_train.npz --out student.pt
+      edgecompress distill --teacher examples/mnist_models.py:teacher --teacher-weights teacher.pt \\
+          --student-from-pruned teacher.pruned.onnx --data calibration_data/mnist_train.npz --out student.pt
       torchrun --nproc-per-node 2 -m edgecompress distill ...   (DistributedDataParallel)
     """
     from ..distill import DistillConfig, distill

@@ -48,6 +48,7 @@ class DistillConfig:
     teacher_weights: str | None = None
     student_weights: str | None = None
     student_from_teacher: str | None = None
+    student_from_pruned: str | None = None
     epochs: int = 10
     batch_size: int = 64
     lr: float = 3e-3
@@ -79,8 +80,17 @@ class DistillConfig:
         if not isinstance(self.teacher, str) or ":" not in self.teacher:
             raise ConfigError(f"teacher must be a SPEC path/file.py:factory or package.module:factory, "
                               f"got {self.teacher!r}")
-        if (self.student is None) == (self.student_from_teacher is None):
-            raise ConfigError("give exactly one of student (a SPEC) and student_from_teacher (width=F | depth=K)")
+        sources = [v for v in (self.student, self.student_from_teacher, self.student_from_pruned) if v is not None]
+        if len(sources) != 1:
+            raise ConfigError("give exactly one of student (a SPEC), student_from_teacher (width=F | depth=K) and "
+                              "student_from_pruned (a model pruned by `edgecompress prune`)")
+        if self.student_from_pruned is not None:
+            if not isinstance(self.student_from_pruned, str) or not self.student_from_pruned:
+                raise ConfigError(f"student_from_pruned must be the path of an .onnx model, "
+                                  f"got {self.student_from_pruned!r}")
+            if self.student_weights is not None:
+                raise ConfigError("student_weights is only for student (a SPEC); a student from a pruned model "
+                                  "starts from the pruned model's weights")
         if self.student is not None and ":" not in self.student:
             raise ConfigError(f"student must be a SPEC path/file.py:factory or package.module:factory, "
                               f"got {self.student!r}")

@@ -76,7 +76,8 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
         train = to_tensors(train_fd, names, what="training data", max_samples=cfg.max_samples)
         valset = to_tensors(val_fd, names, what="validation data")
 
-        student, derived, definition = _make_student(cfg, teacher, train)
+        student, derived, definition, student_notes = _make_student(cfg, teacher, train)
+        notes.extend(student_notes)
         s_names = input_names(student)
         if len(s_names) != len(names):
             raise ModelError(f"teacher takes inputs {names} but student takes {s_names}; they must take the same "
@@ -151,19 +152,27 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
 
 
 def _make_student(cfg: DistillConfig, teacher: nn.Module, train: TensorSet
-                  ) -> tuple[nn.Module, dict[str, Any] | None, str]:
+                  ) -> tuple[nn.Module, dict[str, Any] | None, str, list[str]]:
     if cfg.student is not None:
         student = load_factory(cfg.student, "student")
         if cfg.student_weights:
             load_weights(student, cfg.student_weights, "student weights")
-        return student, None, cfg.student
+        return student, None, cfg.student, []
+    if cfg.student_from_pruned is not None:
+        from .from_pruned import pruned_student
+
+        student, plan, notes = pruned_student(teacher, cfg.student_from_pruned,
+                                              {k: v[:8] for k, v in train.inputs.items()})
+        derived = {"teacher": cfg.teacher, "teacher_weights": cfg.teacher_weights, "kind": "pruned",
+                   "value": cfg.student_from_pruned, "plan": plan}
+        return student, derived, f"derived:pruned={cfg.student_from_pruned} of {cfg.teacher}", notes
     from .students import derive_student
 
     kind, value = cfg.derivation
     student, plan = derive_student(teacher, kind, value, {k: v[:2] for k, v in train.inputs.items()})
     derived = {"teacher": cfg.teacher, "teacher_weights": cfg.teacher_weights, "kind": kind, "value": value,
                "plan": plan}
-    return student, derived, f"derived:{cfg.student_from_teacher} of {cfg.teacher}"
+    return student, derived, f"derived:{cfg.student_from_teacher} of {cfg.teacher}", []
 
 
 def _probe(teacher: nn.Module, student: nn.Module, train: TensorSet) -> tuple[torch.Tensor, torch.Tensor]:

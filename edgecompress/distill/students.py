@@ -339,6 +339,6 @@ def derive_student(teacher: nn.Module, kind: str, value: float,
 
 
 def rebuild_derived(teacher: nn.Module, derived: dict[str, Any]) -> nn.Module:
-    if derived["kind"] == "width":
+    if derived["kind"] in ("width", "pruned"):  # a pruned-model student keeps index ranges in the same form
         return apply_width_plan(teacher, derived["plan"])
     return apply_depth_plan(teacher, derived["plan"])

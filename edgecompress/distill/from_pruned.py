@@ -1,0 +1,256 @@
+"""A student from a model pruned by `edgecompress prune`, mapped back onto the teacher's PyTorch class.
+
+`edgecompress prune` removes whole channels / hidden units on the ONNX graph, so the pruned model is the teacher's
+architecture with fewer channels (and, with reconstruction, re-fitted weights). Mapping it back:
+
+1. the teacher is traced with torch.fx; its Conv/Linear calls in execution order are paired with the pruned
+   graph's Conv / Gemm / MatMul(+Add) nodes with constant weights, in graph order (both follow the forward code);
+2. each module takes the pruned layer's shapes and weights (the same slicing as the width derivation, so the
+   student is the teacher's own class and forward()); a BatchNorm right after a conv takes the graph's
+   BatchNormalization, or — when the exporter folded it into the conv — becomes the identity carrying the
+   folded bias (exact in eval mode; training re-learns its statistics);
+3. the student is checked against the pruned model in ONNX Runtime on real samples. A model that cannot be mapped
+   exactly (other layer counts or kernels, quantized, heads pruned inside an attention module whose head count is
+   an attribute) is refused with one line saying why.
+
+The plan stored in the checkpoint has the width derivation's form (kept index ranges per module), so
+`load_student` rebuilds the module from the teacher factory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError, UnsupportedError
+from .students import _slice_module, _trace
+
+PARITY_TOL = 1e-3  # max |student - pruned model| relative to the output scale
+
+
+@dataclass
+class _Layer:
+    node: str
+    op: str                      # conv | linear
+    weight: np.ndarray           # PyTorch layout: conv [O, I/g, k...], linear [out, in]
+    bias: np.ndarray | None
+    group: int = 1
+    bn: tuple[np.ndarray, ...] | None = None   # scale, bias, mean, var of a following BatchNormalization
+    bn_eps: float = 1e-5
+
+
+def _fail(msg: str) -> UnsupportedError:
+    return UnsupportedError(f"cannot map the pruned model back onto the teacher: {msg}",
+                            hint="give the fp32 model written by `edgecompress prune` from this teacher's export")
+
+
+def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
+    import onnx
+    from onnx import numpy_helper
+
+    if not path.is_file():
+        raise InputError(f"pruned model not found: {path}", hint="give the .onnx written by `edgecompress prune`")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad input file
+        raise InputError(f"pruned model {path} is not a readable ONNX model: {type(exc).__name__}") from None
+    g = model.graph
+    init = {t.name: t for t in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type in ("Constant", "Transpose")}
+
+    def const(name: str) -> np.ndarray | None:
+        if name in init:
+            return numpy_helper.to_array(init[name])
+        n = consts.get(name)
+        if n is not None and n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            return numpy_helper.to_array(n.attribute[0].t)
+        if n is not None and n.op_type == "Transpose":  # an exporter's weight.T left unfolded
+            src = const(n.input[0])
+            perm = [list(a.ints) for a in n.attribute if a.name == "perm"]
+            return None if src is None else np.transpose(src, perm[0] if perm else None)
+        return None
+
+    ops = {n.op_type for n in g.node}
+    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger"}:
+        raise _fail("it is quantized; map the fp32 pruned model (before `edgecompress quantize`)")
+    users: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    layers: list[_Layer] = []
+    by_output: dict[str, _Layer] = {}
+    for n in g.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type == "Conv":
+            w = const(n.input[1])
+            if w is None:
+                raise _fail(f"Conv {n.name!r} has no constant weight")
+            b = const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+            lay = _Layer(n.name, "conv", w, b, int(attrs.get("group", 1)))
+        elif n.op_type == "Gemm" and const(n.input[1]) is not None:
+            if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+                raise _fail(f"Gemm {n.name!r} has transA/alpha/beta that no nn.Linear has")
+            w = const(n.input[1])
+            w = w if attrs.get("transB", 0) else w.T
+            b = const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+            lay = _Layer(n.name, "linear", w, b)
+        elif n.op_type == "MatMul" and (w := const(n.input[1])) is not None and w.ndim == 2:
+            b, out = None, n.output[0]
+            nxt = users.get(out, [])
+            if len(nxt) == 1 and nxt[0].op_type == "Add":
+                other = [i for i in nxt[0].input if i != out]
+                cb = const(other[0]) if other else None
+                if cb is not None and cb.ndim == 1 and cb.shape[0] == w.shape[1]:
+                    b, out = cb, nxt[0].output[0]
+            lay = _Layer(n.name, "linear", w.T, b)
+            by_output[out] = lay
+            layers.append(lay)
+            continue
+        elif n.op_type == "BatchNormalization" and n.input[0] in by_output:
+            prev = by_output[n.input[0]]
+            vals = tuple(const(i) for i in n.input[1:5])
+            if prev.op == "conv" and all(v is not None for v in vals) and len(users.get(n.input[0], [])) == 1:
+                prev.bn, prev.bn_eps = vals, float(attrs.get("epsilon", 1e-5))
+            continue
+        else:
+            continue
+        by_output[n.output[0]] = lay
+        layers.append(lay)
+    return layers, model
+
+
+def _torch_layers(teacher: nn.Module, example: dict[str, torch.Tensor]) -> list[tuple[str, nn.Module, str | None]]:
+    """(name, Conv/Linear module, name of a BatchNorm applied right after it) in execution order."""
+    gm = _trace(teacher, example)
+    mods = dict(teacher.named_modules())
+    out = []
+    for node in gm.graph.nodes:
+        if node.op != "call_module" or not isinstance(mods.get(node.target), (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            continue
+        bn = None
+        if len(node.users) == 1:
+            (u,) = node.users
+            if u.op == "call_module" and isinstance(mods.get(u.target), (nn.BatchNorm1d, nn.BatchNorm2d)):
+                bn = u.target
+        out.append((node.target, mods[node.target], bn))
+    return out
+
+
+def _check_pair(name: str, m: nn.Module, lay: _Layer) -> None:
+    if isinstance(m, nn.Linear) != (lay.op == "linear"):
+        raise _fail(f"layer order differs: teacher module {name!r} is {type(m).__name__}, graph node "
+                    f"{lay.node!r} is a {lay.op}")
+    tw = tuple(m.weight.shape)
+    pw = lay.weight.shape
+    if len(tw) != len(pw) or tw[2:] != pw[2:]:
+        raise _fail(f"{name!r}: teacher weight {list(tw)} vs pruned {list(pw)} (kernel or rank differs)")
+    if pw[0] > tw[0] or (not _depthwise(m) and pw[1] > tw[1]):
+        raise _fail(f"{name!r}: pruned weight {list(pw)} is larger than the teacher's {list(tw)}")
+    if isinstance(m, (nn.Conv1d, nn.Conv2d)) and not _depthwise(m) and m.groups != 1:
+        raise _fail(f"{name!r}: grouped convolutions (groups={m.groups}) are not mapped")
+
+
+def _depthwise(m: nn.Module) -> bool:
+    return isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
+
+
+def _set(m: nn.Module, name: str, value: np.ndarray | torch.Tensor, buffer: bool = False) -> None:
+    t = torch.from_numpy(np.array(value, dtype=np.float32, copy=True))
+    if buffer:
+        setattr(m, name, t)
+    else:
+        setattr(m, name, nn.Parameter(t, requires_grad=getattr(m, name).requires_grad))
+
+
+def pruned_student(teacher: nn.Module, path: str | Path, example: dict[str, torch.Tensor]
+                   ) -> tuple[nn.Module, dict[str, Any], list[str]]:
+    """The teacher's class with the pruned model's channel counts and weights; (student, plan, notes)."""
+    import copy
+
+    path = Path(path)
+    layers, model = _graph_layers(path)
+    teacher = teacher.eval()
+    ours = _torch_layers(teacher, example)
+    if len(ours) != len(layers):
+        raise _fail(f"the teacher has {len(ours)} Conv/Linear layers, the pruned model {len(layers)}")
+    student = copy.deepcopy(teacher)
+    mods = dict(student.named_modules())
+    plan: dict[str, dict[str, list[int]]] = {}
+    folded = 0
+    for (name, _, bn_name), lay in zip(ours, layers, strict=True):
+        m = mods[name]
+        _check_pair(name, m, lay)
+        out_n = lay.weight.shape[0]
+        in_n = None if _depthwise(m) else lay.weight.shape[1]
+        entry = {"out": list(range(out_n))} | ({"in": list(range(in_n))} if in_n is not None else {})
+        _slice_module(m, entry["out"], entry.get("in"))
+        plan[name] = entry
+        _set(m, "weight", lay.weight)
+        bias = lay.bias if lay.bias is not None else np.zeros(out_n, np.float32)
+        if bn_name is not None:
+            bn = mods[bn_name]
+            _slice_module(bn, entry["out"], None)
+            plan[bn_name] = {"out": entry["out"]}
+            if lay.bn is not None:  # the graph kept the BatchNorm
+                for attr, v in zip(("weight", "bias", "running_mean", "running_var"), lay.bn, strict=True):
+                    _set(bn, attr, v, buffer=attr.startswith("running"))
+                if m.bias is not None:
+                    _set(m, "bias", bias)
+                elif lay.bias is not None and np.any(lay.bias):
+                    raise _fail(f"{name!r} has no bias but the pruned conv has one before its BatchNorm")
+            else:  # folded into the conv by the exporter: BatchNorm becomes identity + the folded bias
+                folded += 1
+                _set(bn, "weight", np.ones(out_n, np.float32))
+                _set(bn, "bias", bias)
+                _set(bn, "running_mean", np.zeros(out_n, np.float32), buffer=True)
+                _set(bn, "running_var", np.full(out_n, 1.0 - bn.eps, np.float32), buffer=True)
+                if m.bias is not None:
+                    _set(m, "bias", np.zeros(out_n, np.float32))
+        elif m.bias is not None:
+            _set(m, "bias", bias)
+        elif lay.bias is not None and np.any(lay.bias):
+            raise _fail(f"{name!r} has no bias but the pruned layer {lay.node!r} has one")
+    err = _parity(student, model, example)
+    notes = [f"student mapped from pruned model {path.name}: {len(plan)} modules resized; max error vs the pruned "
+             f"model in ONNX Runtime {err:.2e} (relative to the output scale)"]
+    if folded:
+        notes.append(f"{folded} BatchNorm(s) were folded into convs by the exporter: they start as identity and "
+                     "re-learn their statistics in training")
+    return student, {"modules": plan, "source": str(path)}, notes
+
+
+def _parity(student: nn.Module, model: Any, example: dict[str, torch.Tensor]) -> float:
+    from ..onnxgraph.runtime import make_session
+
+    sess = make_session(model.SerializeToString(), threads=1)
+    names = [i.name for i in sess.get_inputs()]
+    xs = list(example.values())
+    if len(names) != len(xs):
+        raise _fail(f"the pruned model takes {len(names)} inputs, the teacher {len(xs)}")
+    student.eval()
+    with torch.no_grad():
+        try:
+            s_out = student(*xs)
+        except Exception as exc:  # noqa: BLE001 - the teacher's forward() did not fit the new shapes
+            raise _fail(f"the teacher's forward() fails with the pruned shapes: {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:160]}") from None
+    s_out = (s_out[0] if isinstance(s_out, (tuple, list)) else s_out).float().numpy()
+    feeds_batched = {n: x.numpy() for n, x in zip(names, xs, strict=True)}
+    try:
+        o_out = sess.run(None, feeds_batched)[0]
+    except Exception:  # noqa: BLE001 - a model exported with batch 1: run the samples one by one
+        o_out = np.concatenate([sess.run(None, {n: x[i:i + 1].numpy() for n, x in zip(names, xs, strict=True)})[0]
+                                for i in range(len(xs[0]))])
+    if o_out.shape != s_out.shape:
+        raise _fail(f"output shapes differ: student {list(s_out.shape)}, pruned model {list(o_out.shape)}")
+    err = float(np.abs(o_out - s_out).max() / max(1e-6, float(np.abs(o_out).max())))
+    if not err <= PARITY_TOL:
+        raise _fail(f"the mapped student differs from the pruned model by {err:.3g} of the output scale "
+                    f"(> {PARITY_TOL:g}); some pruned dimension is not a Conv/Linear channel count "
+                    "(attention heads?)")
+    return err
