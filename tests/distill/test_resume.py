@@ -19,8 +19,8 @@ from .conftest import ROOT, spec
 def _cmd(train, val, out, *extra):
     return [sys.executable, "-m", "edgecompress", "distill", "--teacher", spec("mlp_teacher"),
             "--student", spec("mlp_student"), "--data", str(train), "--val", str(val), "--out", str(out),
-            "--epochs", "6", "--batch-size", "8", "--max-samples", "160", "--seed", "3", "--augment-shift", "1", "--optimizer", "sgd",
-            "--lr", "0.05", "--json", *extra]
+            "--epochs", "6", "--batch-size", "8", "--max-samples", "160", "--seed", "3", "--augment-shift", "1",
+            "--augment-rotate", "8", "--optimizer", "sgd", "--lr", "0.05", "--json", *extra]
 
 
 def test_sigkill_then_resume_matches_uninterrupted(mnist_small, tmp_path):
@@ -28,7 +28,7 @@ def test_sigkill_then_resume_matches_uninterrupted(mnist_small, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     ref = tmp_path / "ref.pt"  # the uninterrupted run, in this process (1 thread, like the subprocesses)
     cfg = DistillConfig(teacher=spec("mlp_teacher"), student=spec("mlp_student"), epochs=6, batch_size=8, seed=3,
-                        augment_shift=1, optimizer="sgd", lr=0.05, max_samples=160)
+                        augment_shift=1, augment_rotate=8, optimizer="sgd", lr=0.05, max_samples=160)
     distill(cfg, data=train, val=val, out=ref)
 
     out = tmp_path / "killed.pt"
