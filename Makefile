@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/quantize_vs_ort.py
 	$(PY) bench/prune_bench.py
 	$(PY) bench/bench_overhead.py
-	$(PY) bench/distill_bench.py --jobs 2   # ~1-2 h on 2 CPU cores; minutes on a GPU
+	$(PY) bench/distill_bench.py --jobs 2   # ~2.5 h on 2 CPU cores; ~4 min on one GPU
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgecompress tests bench examples scripts

@@ -11,7 +11,7 @@ protocol (students see the plain images). Optionally (--qat) fine-tune the first
 quantization and report the int8 ONNX model's accuracy under ONNX Runtime next to the fp32 student's.
 The settings were chosen with bench/kd_sweep.py on seeds 10-17; results: bench/results/distill/.
 
-    python bench/distill_bench.py --jobs 8 --seeds 0 1 2 3 4 5 6 7    # docs/distill.md (GPU: ~4 min; CPU: hours)
+    python bench/distill_bench.py --jobs 8 --seeds 0 1 2 3 4 5 6 7    # docs/distill.md (one GPU: ~4 min; 2 CPU cores: ~2.5 h)
     python bench/distill_bench.py --teacher-weights teacher.pt ...      # reuse a trained teacher
     python bench/distill_bench.py --seeds 0 --student-epochs 2 --teacher-epochs 1   # quick look
 """
