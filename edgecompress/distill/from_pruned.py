@@ -53,8 +53,13 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
     import onnx
     from onnx import numpy_helper
 
+    if path.is_dir():
+        raise InputError(f"pruned model {path} is a folder, not an .onnx file",
+                         hint="give the .onnx written by `edgecompress prune`")
     if not path.is_file():
         raise InputError(f"pruned model not found: {path}", hint="give the .onnx written by `edgecompress prune`")
+    if path.stat().st_size == 0:
+        raise InputError(f"pruned model {path} is empty (0 bytes)", hint="give the .onnx written by `edgecompress prune`")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad input file

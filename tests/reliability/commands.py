@@ -2,6 +2,7 @@
 
 Slots: model (an .onnx file), data (feed data), target, weights, factory (a PyTorch `file.py:fn` spec),
 inputspec (export's --input), recipe, out (output file or folder), release (what verify checks).
+`distill_pruned` is `distill --student-from-pruned MODEL`: its model slot is the pruned teacher.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ class Command:
     slots: tuple[str, ...]
     out_kind: str | None  # "file" | "pt" | "dir" | "csv" (a small file) | None
     argv: Callable[[dict[str, str]], list[str]]
+    module: str | None = None  # the CLI module's command when it differs from name (a variant of a command)
 
     def available(self) -> bool:
         """True once the command's CLI module has landed."""
         try:
-            return importlib.util.find_spec(f"edgecompress.cli.{self.name}_cmd") is not None
+            return importlib.util.find_spec(f"edgecompress.cli.{self.module or self.name}_cmd") is not None
         except ImportError:
             return False
 
@@ -55,6 +57,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("distill", ("factory", "weights", "data", "out"), "pt",
             lambda v: ["distill", "--teacher", v["factory"], *_opt("--teacher-weights", v, "weights"),
                        "--student", v["student"], "--data", v["data"], "--out", v["out"], "--epochs", "1"]),
+    Command("distill_pruned", ("model",), "pt",
+            lambda v: ["distill", "--teacher", v["factory"], "--teacher-weights", v["teacher_weights"],
+                       "--student-from-pruned", v["model"], "--data", v["data"], "--out", v["out"], "--epochs", "1"],
+            module="distill"),
     Command("convert", ("recipe", "target", "out"), "dir",
             lambda v: ["convert", v["recipe"], "--out", v["out"], *_opt("--target", v, "target")]),
 ]}
@@ -69,9 +75,26 @@ def good_values(w: World, rd: RunDirs, command: Command) -> dict[str, str]:
     recipe = rd.case / "good_recipe.toml"
     if command.name == "convert":
         recipe.write_text(good_recipe_text(w))
-    data = {"distill": w.train, "package": w.eval, "bench": w.eval}.get(command.name, w.calib)
+    data = {"distill": w.train, "distill_pruned": w.train, "package": w.eval, "bench": w.eval}.get(command.name,
+                                                                                                    w.calib)
+    model = pruned_teacher(w) if command.name == "distill_pruned" else w.model
     return {
-        "model": str(w.model), "data": str(data), "inputspec": "input:1x1x28x28", "target": "", "weights": "",
+        "model": str(model), "data": str(data), "teacher_weights": str(w.weights), "inputspec": "input:1x1x28x28", "target": "", "weights": "",
         "factory": w.teacher, "student": w.student, "out": str(rd.out / out), "recipe": str(recipe),
         "release": str(w.extra.get("release", rd.case / "no-release")),
     }
+
+
+def pruned_teacher(w: World) -> str:
+    """The world's teacher exported and pruned by edgecompress (built once, outside the inputs folder)."""
+    if "pruned" not in w.extra:
+        from edgecompress.export import ExportConfig, export
+        from edgecompress.prune import PruneConfig, prune
+
+        folder = w.root / "pruned-teacher"
+        folder.mkdir(exist_ok=True)
+        export(w.teacher, ExportConfig(inputs=("input:1x1x28x28",), weights=str(w.weights)),
+               out=folder / "tiny.onnx")
+        prune(str(folder / "tiny.onnx"), PruneConfig(ratio=0.5, round_to=1), out=str(folder / "tiny.pruned.onnx"))
+        w.extra["pruned"] = folder / "tiny.pruned.onnx"
+    return str(w.extra["pruned"])
