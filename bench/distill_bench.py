@@ -19,6 +19,7 @@ The settings were chosen with bench/kd_sweep.py on seeds 10-17; results: bench/r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -131,6 +132,7 @@ def main() -> None:
     teacher = load_factory(args.teacher)
     load_weights(teacher, tw, "teacher weights")
     t_acc = accuracy(teacher, EVAL)
+    t_sha = hashlib.sha256(Path(tw).read_bytes()).hexdigest()
 
     student_aug = dict(augment_rotate=args.student_rotate, augment_scale=args.student_scale,
                        augment_shift=args.student_shift)
@@ -164,7 +166,7 @@ def main() -> None:
 
     sc, kd = means(rows_l[:3])
     res = {
-        "teacher_eval_acc": t_acc, "teacher_members_eval_acc": members_acc,
+        "teacher_eval_acc": t_acc, "teacher_members_eval_acc": members_acc, "teacher_weights_sha256": t_sha,
         "teacher_params": rows_l[0]["teacher_params"],
         "student": args.student, "student_params": rows_l[0]["student_params"],
         "param_ratio": rows_l[0]["student_params"] / rows_l[0]["teacher_params"],
@@ -200,7 +202,7 @@ def main() -> None:
               f"{res['kd_minus_scratch_se_all']:.2f} pt)")
     members = ", ".join(f"{100 * a:.2f}%" for a in members_acc)
     print(f"teacher (eval): {100 * t_acc:.2f}%{f' (members {members})' if members else ''}   "
-          f"teacher - KD student: {res['teacher_minus_kd_pt']:+.2f} pt")
+          f"teacher - KD student: {res['teacher_minus_kd_pt']:+.2f} pt   (weights sha256 {t_sha[:16]}...)")
     for r in rows_l:
         if "qat" in r:
             q = r["qat"]

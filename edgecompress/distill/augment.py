@@ -24,13 +24,20 @@ def _each_image(x: list[torch.Tensor], fn: Callable[[torch.Tensor], torch.Tensor
     return [fn(t) if t.dim() == 4 and t.is_floating_point() else t for t in x]
 
 
+def _per_batch(draw: Callable[[int], object]) -> Callable[[int], object]:
+    """Random parameters drawn once per batch size: several image inputs of one sample get the same transform."""
+    cache: dict[int, object] = {}
+    return lambda n: cache[n] if n in cache else cache.setdefault(n, draw(n))
+
+
 def augment_shift(x: list[torch.Tensor], shift: int, seed: int, epoch: int, step: int) -> list[torch.Tensor]:
     """Random translation by up to `shift` whole pixels (edge-replicated)."""
     g = _generator(seed, epoch, step)
+    offsets = _per_batch(lambda n: torch.randint(0, 2 * shift + 1, (n, 2), generator=g).tolist())
 
     def one(t: torch.Tensor) -> torch.Tensor:
         n, _, h, w = t.shape
-        off = torch.randint(0, 2 * shift + 1, (n, 2), generator=g).tolist()
+        off = offsets(n)
         padded = F.pad(t, (shift, shift, shift, shift), mode="replicate")
         return torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(off)])
 
@@ -43,19 +50,27 @@ def augment_affine(x: list[torch.Tensor], *, rotate: float, scale: float, shift:
     translation up to +-`shift` pixels; bilinear, edge-replicated."""
     g = _generator(seed, epoch, step)
 
-    def one(t: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = t.shape
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ang = (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * math.radians(rotate)
         zoom = 1 + (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * scale
         move = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * shift
-        cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
-        # affine_grid works in [-1, 1] coordinates: a shift of p pixels is 2p / size
-        theta = torch.stack([torch.stack([cos, -sin * h / w, move[:, 1] * 2 / w], 1),
-                             torch.stack([sin * w / h, cos, move[:, 0] * 2 / h], 1)], 1)
-        grid = F.affine_grid(theta.to(t.device, t.dtype), [n, c, h, w], align_corners=False)
-        return F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return ang, zoom, move
 
-    return _each_image(x, one)
+    params = _per_batch(draw)
+    return _each_image(x, lambda t: warp(t, *params(t.shape[0])))
+
+
+def warp(t: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
+    """Warp NCHW images: per image a rotation by `angle` (radians), a zoom, and a translation `move` = (rows,
+    columns) in pixels; bilinear, edge-replicated."""
+    n, c, h, w = t.shape
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # affine_grid works in [-1, 1] coordinates on each axis: a shift of p pixels is 2p / size, and the rotation is
+    # done in pixel units (the h/w factors) so that non-square images rotate without shearing
+    theta = torch.stack([torch.stack([cos, -sin * h / w, move[:, 1] * 2 / w], 1),
+                         torch.stack([sin * w / h, cos, move[:, 0] * 2 / h], 1)], 1)
+    grid = F.affine_grid(theta.to(t.device, t.dtype), [n, c, h, w], align_corners=False)
+    return F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def augment(x: list[torch.Tensor], cfg: DistillConfig, epoch: int, step: int) -> list[torch.Tensor]:

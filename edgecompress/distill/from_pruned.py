@@ -6,9 +6,9 @@ architecture with fewer channels (and, with reconstruction, re-fitted weights). 
 1. the teacher is traced with torch.fx; its Conv/Linear calls in execution order are paired with the pruned
    graph's Conv / Gemm / MatMul(+Add) nodes with constant weights, in graph order (both follow the forward code);
 2. each module takes the pruned layer's shapes and weights (the same slicing as the width derivation, so the
-   student is the teacher's own class and forward()); a BatchNorm right after a conv takes the graph's
-   BatchNormalization, or — when the exporter folded it into the conv — becomes the identity carrying the
-   folded bias (exact in eval mode; training re-learns its statistics);
+   student is the teacher's own class and forward()); a BatchNorm right after a conv/linear takes the graph's
+   BatchNormalization, or — when the exporter folded it into the layer — is rebuilt from the statistics of its
+   input on real samples (exact in eval mode, and batch statistics in training start close to the running ones);
 3. the student is checked against the pruned model in ONNX Runtime on real samples. A model that cannot be mapped
    exactly (other layer counts or kernels, quantized, heads pruned inside an attention module whose head count is
    an attribute) is refused with one line saying why.
@@ -66,7 +66,7 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
         raise InputError(f"pruned model {path} is not a readable ONNX model: {type(exc).__name__}") from None
     g = model.graph
     init = {t.name: t for t in g.initializer}
-    consts = {n.output[0]: n for n in g.node if n.op_type in ("Constant", "Transpose")}
+    consts = {n.output[0]: n for n in g.node if n.op_type in ("Constant", "Transpose", "Identity")}
 
     def const(name: str) -> np.ndarray | None:
         if name in init:
@@ -74,6 +74,8 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
         n = consts.get(name)
         if n is not None and n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
             return numpy_helper.to_array(n.attribute[0].t)
+        if n is not None and n.op_type == "Identity":
+            return const(n.input[0])
         if n is not None and n.op_type == "Transpose":  # an exporter's weight.T left unfolded
             src = const(n.input[0])
             perm = [list(a.ints) for a in n.attribute if a.name == "perm"]
@@ -95,14 +97,14 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
             w = const(n.input[1])
             if w is None:
                 raise _fail(f"Conv {n.name!r} has no constant weight")
-            b = const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+            b = _bias(const(n.input[2]) if len(n.input) > 2 and n.input[2] else None, w.shape[0], n.name)
             lay = _Layer(n.name, "conv", w, b, int(attrs.get("group", 1)))
         elif n.op_type == "Gemm" and const(n.input[1]) is not None:
             if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
                 raise _fail(f"Gemm {n.name!r} has transA/alpha/beta that no nn.Linear has")
             w = const(n.input[1])
             w = w if attrs.get("transB", 0) else w.T
-            b = const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+            b = _bias(const(n.input[2]) if len(n.input) > 2 and n.input[2] else None, w.shape[0], n.name)
             lay = _Layer(n.name, "linear", w, b)
         elif n.op_type == "MatMul" and (w := const(n.input[1])) is not None and w.ndim == 2:
             b, out = None, n.output[0]
@@ -110,8 +112,8 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
             if len(nxt) == 1 and nxt[0].op_type == "Add":
                 other = [i for i in nxt[0].input if i != out]
                 cb = const(other[0]) if other else None
-                if cb is not None and cb.ndim == 1 and cb.shape[0] == w.shape[1]:
-                    b, out = cb, nxt[0].output[0]
+                if cb is not None and cb.size == w.shape[1] and cb.shape[-1] == w.shape[1]:
+                    b, out = cb.reshape(-1), nxt[0].output[0]
             lay = _Layer(n.name, "linear", w.T, b)
             by_output[out] = lay
             layers.append(lay)
@@ -119,7 +121,7 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
         elif n.op_type == "BatchNormalization" and n.input[0] in by_output:
             prev = by_output[n.input[0]]
             vals = tuple(const(i) for i in n.input[1:5])
-            if prev.op == "conv" and all(v is not None for v in vals) and len(users.get(n.input[0], [])) == 1:
+            if all(v is not None for v in vals) and len(users.get(n.input[0], [])) == 1:
                 prev.bn, prev.bn_eps = vals, float(attrs.get("epsilon", 1e-5))
             continue
         else:
@@ -127,6 +129,17 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
         by_output[n.output[0]] = lay
         layers.append(lay)
     return layers, model
+
+
+def _bias(b: np.ndarray | None, out: int, node: str) -> np.ndarray | None:
+    """A bias as a vector of `out` values (a [1, out] or broadcast scalar C of Gemm included)."""
+    if b is None:
+        return None
+    if b.size == out:
+        return b.reshape(out)
+    if b.size == 1:
+        return np.full(out, float(b.reshape(-1)[0]), np.float32)
+    raise _fail(f"node {node!r} has a bias of shape {list(b.shape)} for {out} outputs")
 
 
 def _torch_layers(teacher: nn.Module, example: dict[str, torch.Tensor]) -> list[tuple[str, nn.Module, str | None]]:
@@ -165,7 +178,10 @@ def _depthwise(m: nn.Module) -> bool:
 
 
 def _set(m: nn.Module, name: str, value: np.ndarray | torch.Tensor, buffer: bool = False) -> None:
-    t = torch.from_numpy(np.array(value, dtype=np.float32, copy=True))
+    if isinstance(value, torch.Tensor):
+        t = value.detach().to(torch.float32).clone()
+    else:
+        t = torch.from_numpy(np.array(value, dtype=np.float32, copy=True))
     if buffer:
         setattr(m, name, t)
     else:
@@ -186,7 +202,7 @@ def pruned_student(teacher: nn.Module, path: str | Path, example: dict[str, torc
     student = copy.deepcopy(teacher)
     mods = dict(student.named_modules())
     plan: dict[str, dict[str, list[int]]] = {}
-    folded = 0
+    folded: list[tuple[str, np.ndarray]] = []
     for (name, _, bn_name), lay in zip(ours, layers, strict=True):
         m = mods[name]
         _check_pair(name, m, lay)
@@ -202,14 +218,22 @@ def pruned_student(teacher: nn.Module, path: str | Path, example: dict[str, torc
             _slice_module(bn, entry["out"], None)
             plan[bn_name] = {"out": entry["out"]}
             if lay.bn is not None:  # the graph kept the BatchNorm
-                for attr, v in zip(("weight", "bias", "running_mean", "running_var"), lay.bn, strict=True):
-                    _set(bn, attr, v, buffer=attr.startswith("running"))
+                scale, shift, mean, var = lay.bn
+                if bn.affine:
+                    _set(bn, "weight", scale)
+                    _set(bn, "bias", shift)
+                elif not (np.allclose(scale, 1) and np.allclose(shift, 0)):
+                    raise _fail(f"{bn_name!r} has no affine parameters but the pruned BatchNorm scales or shifts")
+                _set(bn, "running_mean", mean, buffer=True)
+                _set(bn, "running_var", var, buffer=True)
                 if m.bias is not None:
                     _set(m, "bias", bias)
                 elif lay.bias is not None and np.any(lay.bias):
-                    raise _fail(f"{name!r} has no bias but the pruned conv has one before its BatchNorm")
-            else:  # folded into the conv by the exporter: BatchNorm becomes identity + the folded bias
-                folded += 1
+                    raise _fail(f"{name!r} has no bias but the pruned layer has one before its BatchNorm")
+            else:  # folded into the conv by the exporter: rebuilt from data below
+                if not bn.affine:
+                    raise _fail(f"{bn_name!r} has no affine parameters to carry the folded BatchNorm")
+                folded.append((bn_name, bias))
                 _set(bn, "weight", np.ones(out_n, np.float32))
                 _set(bn, "bias", bias)
                 _set(bn, "running_mean", np.zeros(out_n, np.float32), buffer=True)
@@ -220,13 +244,53 @@ def pruned_student(teacher: nn.Module, path: str | Path, example: dict[str, torc
             _set(m, "bias", bias)
         elif lay.bias is not None and np.any(lay.bias):
             raise _fail(f"{name!r} has no bias but the pruned layer {lay.node!r} has one")
+    if folded:
+        _calibrate_folded(student, folded, example)
     err = _parity(student, model, example)
     notes = [f"student mapped from pruned model {path.name}: {len(plan)} modules resized; max error vs the pruned "
              f"model in ONNX Runtime {err:.2e} (relative to the output scale)"]
     if folded:
-        notes.append(f"{folded} BatchNorm(s) were folded into convs by the exporter: they start as identity and "
-                     "re-learn their statistics in training")
+        notes.append(f"{len(folded)} BatchNorm(s) were folded into the layer before by the exporter: rebuilt with "
+                     f"the statistics of {len(next(iter(example.values())))} training samples")
     return student, {"modules": plan, "source": str(path)}, notes
+
+
+def _calibrate_folded(student: nn.Module, folded: list[tuple[str, np.ndarray]],
+                      example: dict[str, torch.Tensor]) -> None:
+    """A BatchNorm folded into its conv/linear: from the per-channel mean m and variance v of its input on real
+    samples, running stats (m, v), weight sqrt(v + eps) and bias (folded bias + m). Eval mode stays exact (the
+    identity plus the folded bias), and training-mode batch statistics start near the running ones, so the
+    student does not lose its accuracy at the first training step."""
+    from .trainer import primary
+
+    mods = dict(student.named_modules())
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def hook(name: str):
+        def pre(_m: nn.Module, args: tuple) -> None:
+            y = args[0].detach().double()
+            dims = [d for d in range(y.dim()) if d != 1]
+            stats[name] = (y.mean(dims), y.var(dims, unbiased=False))
+        return pre
+
+    handles = [mods[n].register_forward_pre_hook(hook(n)) for n, _ in folded]
+    try:
+        student.eval()
+        with torch.no_grad():
+            primary(student(*example.values()))
+    except Exception as exc:  # noqa: BLE001 - the teacher's forward() did not fit the new shapes
+        raise _fail(f"the teacher's forward() fails with the pruned shapes: {type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:160]}") from None
+    finally:
+        for h in handles:
+            h.remove()
+    for name, bias in folded:
+        bn = mods[name]
+        mean, var = stats[name]
+        _set(bn, "running_mean", mean.float(), buffer=True)
+        _set(bn, "running_var", var.float(), buffer=True)
+        _set(bn, "weight", torch.sqrt(var + bn.eps).float())
+        _set(bn, "bias", torch.tensor(bias, dtype=torch.float64).add(mean).float())
 
 
 def _parity(student: nn.Module, model: Any, example: dict[str, torch.Tensor]) -> float:
@@ -237,22 +301,32 @@ def _parity(student: nn.Module, model: Any, example: dict[str, torch.Tensor]) ->
     xs = list(example.values())
     if len(names) != len(xs):
         raise _fail(f"the pruned model takes {len(names)} inputs, the teacher {len(xs)}")
+    # the student runs positionally (forward() order); ORT gets them by name when the names agree
+    onnx_xs = [example[n] for n in names] if set(names) == set(example) else xs
+    from .trainer import primary
+
     student.eval()
     with torch.no_grad():
         try:
-            s_out = student(*xs)
+            s_out = primary(student(*xs)).float().numpy()
         except Exception as exc:  # noqa: BLE001 - the teacher's forward() did not fit the new shapes
             raise _fail(f"the teacher's forward() fails with the pruned shapes: {type(exc).__name__}: "
                         f"{' '.join(str(exc).split())[:160]}") from None
-    s_out = (s_out[0] if isinstance(s_out, (tuple, list)) else s_out).float().numpy()
-    feeds_batched = {n: x.numpy() for n, x in zip(names, xs, strict=True)}
     try:
-        o_out = sess.run(None, feeds_batched)[0]
-    except Exception:  # noqa: BLE001 - a model exported with batch 1: run the samples one by one
-        o_out = np.concatenate([sess.run(None, {n: x[i:i + 1].numpy() for n, x in zip(names, xs, strict=True)})[0]
-                                for i in range(len(xs[0]))])
-    if o_out.shape != s_out.shape:
-        raise _fail(f"output shapes differ: student {list(s_out.shape)}, pruned model {list(o_out.shape)}")
+        try:
+            outs = sess.run(None, {n: x.numpy() for n, x in zip(names, onnx_xs, strict=True)})
+        except Exception:  # noqa: BLE001 - a model exported with batch 1: run the samples one by one
+            per = [sess.run(None, {n: x[i:i + 1].numpy() for n, x in zip(names, onnx_xs, strict=True)})
+                   for i in range(len(xs[0]))]
+            outs = [np.concatenate([p[k] for p in per]) for k in range(len(per[0]))]
+    except Exception as exc:  # noqa: BLE001 - ORT refuses the teacher's inputs
+        raise _fail(f"ONNX Runtime cannot run the pruned model on the training samples: {type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())[:160]}") from None
+    same = [o for o in outs if o.shape == s_out.shape]
+    if not same:
+        raise _fail(f"output shapes differ: student {list(s_out.shape)}, pruned model "
+                    f"{[list(o.shape) for o in outs]}")
+    o_out = same[0]
     err = float(np.abs(o_out - s_out).max() / max(1e-6, float(np.abs(o_out).max())))
     if not err <= PARITY_TOL:
         raise _fail(f"the mapped student differs from the pruned model by {err:.3g} of the output scale "

@@ -162,7 +162,7 @@ def _make_student(cfg: DistillConfig, teacher: nn.Module, train: TensorSet
         from .from_pruned import pruned_student
 
         student, plan, notes = pruned_student(teacher, cfg.student_from_pruned,
-                                              {k: v[:8] for k, v in train.inputs.items()})
+                                              {k: v[:64] for k, v in train.inputs.items()})
         derived = {"teacher": cfg.teacher, "teacher_weights": cfg.teacher_weights, "kind": "pruned",
                    "value": cfg.student_from_pruned, "plan": plan}
         return student, derived, f"derived:pruned={cfg.student_from_pruned} of {cfg.teacher}", notes

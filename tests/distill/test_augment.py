@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from edgecompress.distill import DistillConfig, distill
-from edgecompress.distill.augment import augment, augment_affine, augment_shift
+from edgecompress.distill.augment import augment, augment_affine, augment_shift, warp
 
 from .conftest import MNIST, spec
 
@@ -40,6 +42,32 @@ def test_affine_is_reproducible_and_bounded():
     # without rotation, zoom or shift the warp is the identity
     same = augment_affine([x], rotate=0, scale=0, shift=0, seed=0, epoch=0, step=0)[0]
     assert torch.allclose(same, x, atol=1e-6)
+
+
+def test_warp_is_exact_on_non_square_images():
+    """Pixel units on both axes: a translation moves content by exactly that many rows and columns, and a
+    90-degree rotation keeps distances (no shear from the h != w normalisation)."""
+    x = torch.zeros(1, 1, 21, 41)
+    x[0, 0, 9:12, 27:30] = 1.0  # a 3x3 blob centred 8 columns right of the image centre (10, 20)
+    one = torch.ones(1, dtype=torch.float64)
+    moved = warp(x, 0 * one, one, torch.tensor([[3.0, -5.0]], dtype=torch.float64))
+    d = (_centre(moved) - _centre(x))[0]
+    assert torch.allclose(d.abs(), torch.tensor([3.0, 5.0]), atol=1e-4), d
+    turned = warp(x, one * math.pi / 2, one, torch.zeros(1, 2, dtype=torch.float64))
+    r, c = _centre(turned)[0].tolist()
+    assert abs(c - 20) < 1e-3 and abs(abs(r - 10) - 8) < 1e-3, (r, c)
+    assert abs(float(turned.sum()) - 9.0) < 1e-3
+    zoomed = warp(x, 0 * one, 2 * one, torch.zeros(1, 2, dtype=torch.float64))
+    r, c = _centre(zoomed)[0].tolist()
+    assert abs(r - 10) < 1e-3 and abs(c - 36) < 1e-3, (r, c)  # twice as far from the centre
+
+
+def test_several_image_inputs_get_the_same_warp():
+    x = _digit_batch()
+    a, b = augment_affine([x, x.clone()], rotate=20, scale=0.1, shift=2, seed=0, epoch=0, step=0)
+    assert torch.equal(a, b)
+    a, b = augment_shift([x, x.clone()], 2, 0, 0, 0)
+    assert torch.equal(a, b)
 
 
 def test_rotation_turns_the_digit():
@@ -79,8 +107,30 @@ def test_training_with_affine_augmentation_is_deterministic(mnist_small, tmp_pat
     a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    plain_cfg = DistillConfig(**{**cfg.__dict__, "augment_rotate": 0.0, "augment_scale": 0.0, "augment_shift": 0})
+    distill(plain_cfg, data=train, val=val, out=tmp_path / "c.pt")
+    c = torch.load(tmp_path / "c.pt", weights_only=True)["state_dict"]
+    assert not all(torch.equal(a[k], c[k]) for k in a), "augmentation changed nothing"
     plain = torch.load(tmp_path / "a.pt", weights_only=True)
     assert plain["config"]["augment_rotate"] == 10
+
+
+def test_teacher_scores_every_augmented_batch(mnist_small, tmp_path):
+    """With augmentation the teacher's outputs cannot be cached: it must score each warped batch (consistent
+    teaching); without augmentation it scores the training set once."""
+    from edgecompress.distill.models import load_factory
+
+    counter = type(load_factory(spec("counting_teacher")))  # the class the SPEC importer caches and distill uses
+    train, val = mnist_small
+    n = len(np.load(train)["labels"])
+    base = dict(teacher=spec("counting_teacher"), student=spec("mlp_student"), epochs=3, batch_size=32, alpha=0.9)
+    seen = []
+    for k, aug in enumerate(({}, {"augment_rotate": 10.0})):
+        before = counter.images
+        distill(DistillConfig(**base, **aug), data=train, val=val, out=tmp_path / f"s{k}.pt")
+        seen.append(counter.images - before)
+    # cached: the training set scored once; on the fly: every epoch's batches (3 epochs), the rest alike
+    assert seen[1] - seen[0] == 2 * n, seen
 
 
 def test_tie_keeps_the_later_epoch(mnist_small, tmp_path):

@@ -134,3 +134,91 @@ def test_exactly_one_student_source():
         DistillConfig(teacher=f"{MNIST}:teacher", student=f"{MNIST}:student", student_from_pruned="p.onnx")
     with pytest.raises(ConfigError, match="student_weights"):
         DistillConfig(teacher=f"{MNIST}:teacher", student_from_pruned="p.onnx", student_weights="w.pt")
+
+
+def test_folded_batchnorms_keep_training_mode_close(mnist_small, tmp_path):
+    """Exporters fold BatchNorm into the conv; the mapped BatchNorms are rebuilt from data, so a training-mode
+    forward (batch statistics) on the calibration batch equals the eval-mode forward (and the pruned model)."""
+    import copy
+
+    train, val = mnist_small
+    factory = f"{MNIST}:teacher"
+    weights, pruned = _pruned(tmp_path, factory, "torchscript", val, ratio=0.5)
+    teacher = load_factory(factory)
+    teacher.load_state_dict(torch.load(weights, weights_only=True))
+    x = torch.from_numpy(np.load(train)["input"][:64])
+    student, _, notes = pruned_student(teacher, pruned, {"x": x})
+    assert any("rebuilt with the statistics of 64" in n for n in notes)
+    with torch.no_grad():
+        ev = student.eval()(x)
+        tr = copy.deepcopy(student).train()(x)
+    assert float((tr - ev).abs().max()) <= 1e-3 * float(ev.abs().max())
+
+
+def _hand_pruned(tmp_path, *, scale_output: float = 1.0):
+    """The pruned model written by hand from a teacher with BatchNorm after a conv and after a linear layer:
+    BatchNormalization nodes kept, fc1 as Gemm with transB=0, fc2 as MatMul + Add (what other exporters emit)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    teacher = load_factory(spec("conv_bn_net"))
+    g = torch.Generator().manual_seed(0)
+    for bn in (teacher.bn, teacher.bn1):  # non-trivial BatchNorm statistics and affine parameters
+        n = bn.num_features
+        bn.running_mean = torch.randn(n, generator=g) * 0.3
+        bn.running_var = torch.rand(n, generator=g) + 0.5
+        bn.weight.data = torch.rand(n, generator=g) + 0.5
+        bn.bias.data = torch.randn(n, generator=g) * 0.1
+    torch.save(teacher.state_dict(), tmp_path / "cbn.pt")
+    keep_c, keep_u = [0, 2, 3, 5], [0, 1, 3, 4, 6, 8, 9, 11]
+    sd = {k: v.detach().numpy() for k, v in teacher.state_dict().items()}
+    flat = [c * 169 + i for c in keep_c for i in range(169)]
+    inits = {
+        "cw": sd["conv.weight"][keep_c], "cb": sd["conv.bias"][keep_c],
+        "s0": sd["bn.weight"][keep_c], "b0": sd["bn.bias"][keep_c], "m0": sd["bn.running_mean"][keep_c],
+        "v0": sd["bn.running_var"][keep_c],
+        "w1": sd["fc1.weight"][keep_u][:, flat].T.copy(), "b1": sd["fc1.bias"][keep_u],
+        "s1": sd["bn1.weight"][keep_u], "b1n": sd["bn1.bias"][keep_u], "m1": sd["bn1.running_mean"][keep_u],
+        "v1": sd["bn1.running_var"][keep_u],
+        "w2": sd["fc2.weight"][:, keep_u].T.copy(), "b2": sd["fc2.bias"], "k": np.float32(scale_output),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "cw", "cb"], ["c"], strides=[2, 2]),
+        helper.make_node("BatchNormalization", ["c", "s0", "b0", "m0", "v0"], ["n"], epsilon=1e-5),
+        helper.make_node("Relu", ["n"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w1", "b1"], ["h"], transB=0),
+        helper.make_node("BatchNormalization", ["h", "s1", "b1n", "m1", "v1"], ["hn"], epsilon=1e-5),
+        helper.make_node("Relu", ["hn"], ["hr"]),
+        helper.make_node("MatMul", ["hr", "w2"], ["o"]),
+        helper.make_node("Add", ["o", "b2"], ["ob"]),
+        helper.make_node("Mul", ["ob", "k"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "hand", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / f"hand{scale_output}.onnx"
+    onnx.save(model, path)
+    return teacher, path
+
+
+def test_kept_batchnorms_gemm_transb0_and_matmul_add(mnist_small, tmp_path):
+    teacher, path = _hand_pruned(tmp_path)
+    x = torch.from_numpy(np.load(mnist_small[1])["input"][:16])
+    student, plan, _ = pruned_student(teacher, path, {"x": x})
+    assert (student.conv.out_channels, student.bn.num_features) == (4, 4)
+    assert (student.fc1.in_features, student.fc1.out_features, student.bn1.num_features) == (4 * 169, 8, 8)
+    assert student.fc2.in_features == 8 and set(plan["modules"]) == {"conv", "bn", "fc1", "bn1", "fc2"}
+    with torch.no_grad():
+        ours = student.eval()(x).numpy()
+    ref = _ort(path, x.numpy())
+    assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_a_graph_that_computes_something_else_is_refused(mnist_small, tmp_path):
+    teacher, path = _hand_pruned(tmp_path, scale_output=1.5)  # same layers, but the output is scaled
+    x = {"x": torch.from_numpy(np.load(mnist_small[1])["input"][:8])}
+    with pytest.raises(UnsupportedError, match="differs from the pruned model by"):
+        pruned_student(teacher, path, x)

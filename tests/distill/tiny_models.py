@@ -65,3 +65,39 @@ def embedder_teacher() -> nn.Module:
 def embedder_student() -> nn.Module:
     torch.manual_seed(5)
     return MLP(8, out=8)
+
+
+class ConvBNNet(nn.Module):
+    """Conv -> BatchNorm2d -> Linear -> BatchNorm1d -> Linear: BatchNorm after both kinds of layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3, stride=2)
+        self.bn = nn.BatchNorm2d(6)
+        self.fc1 = nn.Linear(6 * 13 * 13, 12)
+        self.bn1 = nn.BatchNorm1d(12)
+        self.fc2 = nn.Linear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn(self.conv(x)))
+        return self.fc2(torch.relu(self.bn1(self.fc1(torch.flatten(y, 1)))))
+
+
+def conv_bn_net() -> nn.Module:
+    torch.manual_seed(3)
+    return ConvBNNet()
+
+
+class CountingMLP(MLP):
+    """An MLP teacher that counts the images it has scored (to see when the trainer scores augmented batches)."""
+
+    images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        CountingMLP.images += int(x.shape[0])
+        return super().forward(x)
+
+
+def counting_teacher() -> nn.Module:
+    torch.manual_seed(1)
+    return CountingMLP(64)
