@@ -222,3 +222,18 @@ def test_a_graph_that_computes_something_else_is_refused(mnist_small, tmp_path):
     x = {"x": torch.from_numpy(np.load(mnist_small[1])["input"][:8])}
     with pytest.raises(UnsupportedError, match="differs from the pruned model by"):
         pruned_student(teacher, path, x)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_batchnorm_after_linear_through_real_exports(mnist_small, tmp_path, exporter):
+    train, val = mnist_small
+    weights, pruned = _pruned(tmp_path, spec("conv_bn_net"), exporter, val, ratio=0.4)
+    teacher = load_factory(spec("conv_bn_net"))
+    teacher.load_state_dict(torch.load(weights, weights_only=True))
+    x = torch.from_numpy(np.load(train)["input"][:32])
+    student, _, _ = pruned_student(teacher, pruned, {"x": x})
+    assert student.bn1.num_features == student.fc1.out_features < 12
+    with torch.no_grad():
+        ours = student.eval()(x).numpy()
+    ref = _ort(pruned, x.numpy())
+    assert np.abs(ours - ref).max() <= 1e-3 * np.abs(ref).max()
