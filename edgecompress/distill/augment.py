@@ -33,15 +33,19 @@ def _per_batch(draw: Callable[[int], object]) -> Callable[[int], object]:
 def augment_shift(x: list[torch.Tensor], shift: int, seed: int, epoch: int, step: int) -> list[torch.Tensor]:
     """Random translation by up to `shift` whole pixels (edge-replicated)."""
     g = _generator(seed, epoch, step)
-    offsets = _per_batch(lambda n: torch.randint(0, 2 * shift + 1, (n, 2), generator=g).tolist())
+    offsets = _per_batch(lambda n: torch.randint(0, 2 * shift + 1, (n, 2), generator=g))
+    return _each_image(x, lambda t: translate(t, offsets(t.shape[0]), shift))
 
-    def one(t: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = t.shape
-        off = offsets(n)
-        padded = F.pad(t, (shift, shift, shift, shift), mode="replicate")
-        return torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(off)])
 
-    return _each_image(x, one)
+def translate(t: torch.Tensor, offsets: torch.Tensor, shift: int) -> torch.Tensor:
+    """Crop each NCHW image from its edge-replicated `shift`-pixel border at (row, column) `offsets` in
+    [0, 2 * shift]: a translation by offsets - shift whole pixels."""
+    n, c, h, w = t.shape
+    padded = F.pad(t, (shift, shift, shift, shift), mode="replicate")
+    off = offsets.to(t.device)
+    rows = (off[:, :1] + torch.arange(h, device=t.device))[:, None, :, None].expand(n, c, h, w + 2 * shift)
+    cols = (off[:, 1:] + torch.arange(w, device=t.device))[:, None, None, :].expand(n, c, h, w)
+    return torch.gather(torch.gather(padded, 2, rows), 3, cols)
 
 
 def augment_affine(x: list[torch.Tensor], *, rotate: float, scale: float, shift: float, seed: int, epoch: int,
@@ -60,9 +64,10 @@ def augment_affine(x: list[torch.Tensor], *, rotate: float, scale: float, shift:
     return _each_image(x, lambda t: warp(t, *params(t.shape[0])))
 
 
-def warp(t: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
+def warp(t: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, move: torch.Tensor, *,
+         padding: str = "border") -> torch.Tensor:
     """Warp NCHW images: per image a rotation by `angle` (radians), a zoom, and a translation `move` = (rows,
-    columns) in pixels; bilinear, edge-replicated."""
+    columns) in pixels; bilinear, edge-replicated (`padding`: grid_sample's padding mode)."""
     n, c, h, w = t.shape
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     # affine_grid works in [-1, 1] coordinates on each axis: a shift of p pixels is 2p / size, and the rotation is
@@ -70,7 +75,7 @@ def warp(t: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, move: torch.T
     theta = torch.stack([torch.stack([cos, -sin * h / w, move[:, 1] * 2 / w], 1),
                          torch.stack([sin * w / h, cos, move[:, 0] * 2 / h], 1)], 1)
     grid = F.affine_grid(theta.to(t.device, t.dtype), [n, c, h, w], align_corners=False)
-    return F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(t, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 def augment(x: list[torch.Tensor], cfg: DistillConfig, epoch: int, step: int) -> list[torch.Tensor]:

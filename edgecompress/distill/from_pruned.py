@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedError
-from .students import _slice_module, _trace
+from .students import slice_module, trace_teacher
 
 PARITY_TOL = 1e-3  # max |student - pruned model| relative to the output scale
 
@@ -144,7 +144,7 @@ def _bias(b: np.ndarray | None, out: int, node: str) -> np.ndarray | None:
 
 def _torch_layers(teacher: nn.Module, example: dict[str, torch.Tensor]) -> list[tuple[str, nn.Module, str | None]]:
     """(name, Conv/Linear module, name of a BatchNorm applied right after it) in execution order."""
-    gm = _trace(teacher, example)
+    gm = trace_teacher(teacher, example, "mapping a pruned model back")
     mods = dict(teacher.named_modules())
     out = []
     for node in gm.graph.nodes:
@@ -209,13 +209,13 @@ def pruned_student(teacher: nn.Module, path: str | Path, example: dict[str, torc
         out_n = lay.weight.shape[0]
         in_n = None if _depthwise(m) else lay.weight.shape[1]
         entry = {"out": list(range(out_n))} | ({"in": list(range(in_n))} if in_n is not None else {})
-        _slice_module(m, entry["out"], entry.get("in"))
+        slice_module(m, entry["out"], entry.get("in"))
         plan[name] = entry
         _set(m, "weight", lay.weight)
         bias = lay.bias if lay.bias is not None else np.zeros(out_n, np.float32)
         if bn_name is not None:
             bn = mods[bn_name]
-            _slice_module(bn, entry["out"], None)
+            slice_module(bn, entry["out"], None)
             plan[bn_name] = {"out": entry["out"]}
             if lay.bn is not None:  # the graph kept the BatchNorm
                 scale, shift, mean, var = lay.bn
@@ -261,8 +261,6 @@ def _calibrate_folded(student: nn.Module, folded: list[tuple[str, np.ndarray]],
     samples, running stats (m, v), weight sqrt(v + eps) and bias (folded bias + m). Eval mode stays exact (the
     identity plus the folded bias), and training-mode batch statistics start near the running ones, so the
     student does not lose its accuracy at the first training step."""
-    from .trainer import primary
-
     mods = dict(student.named_modules())
     stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -275,12 +273,7 @@ def _calibrate_folded(student: nn.Module, folded: list[tuple[str, np.ndarray]],
 
     handles = [mods[n].register_forward_pre_hook(hook(n)) for n, _ in folded]
     try:
-        student.eval()
-        with torch.no_grad():
-            primary(student(*example.values()))
-    except Exception as exc:  # noqa: BLE001 - the teacher's forward() did not fit the new shapes
-        raise _fail(f"the teacher's forward() fails with the pruned shapes: {type(exc).__name__}: "
-                    f"{' '.join(str(exc).split())[:160]}") from None
+        _run(student, list(example.values()))
     finally:
         for h in handles:
             h.remove()
@@ -293,6 +286,19 @@ def _calibrate_folded(student: nn.Module, folded: list[tuple[str, np.ndarray]],
         _set(bn, "bias", torch.tensor(bias, dtype=torch.float64).add(mean).float())
 
 
+def _run(student: nn.Module, xs: list[torch.Tensor]) -> torch.Tensor:
+    """The student's primary output in eval mode; a forward() that does not fit the pruned shapes is refused."""
+    from .trainer import primary
+
+    student.eval()
+    with torch.no_grad():
+        try:
+            return primary(student(*xs))
+        except Exception as exc:  # noqa: BLE001 - the teacher's forward() did not fit the new shapes
+            raise _fail(f"the teacher's forward() fails with the pruned shapes: {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:160]}") from None
+
+
 def _parity(student: nn.Module, model: Any, example: dict[str, torch.Tensor]) -> float:
     from ..onnxgraph.runtime import make_session
 
@@ -303,15 +309,7 @@ def _parity(student: nn.Module, model: Any, example: dict[str, torch.Tensor]) ->
         raise _fail(f"the pruned model takes {len(names)} inputs, the teacher {len(xs)}")
     # the student runs positionally (forward() order); ORT gets them by name when the names agree
     onnx_xs = [example[n] for n in names] if set(names) == set(example) else xs
-    from .trainer import primary
-
-    student.eval()
-    with torch.no_grad():
-        try:
-            s_out = primary(student(*xs)).float().numpy()
-        except Exception as exc:  # noqa: BLE001 - the teacher's forward() did not fit the new shapes
-            raise _fail(f"the teacher's forward() fails with the pruned shapes: {type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())[:160]}") from None
+    s_out = _run(student, xs).float().numpy()
     try:
         try:
             outs = sess.run(None, {n: x.numpy() for n, x in zip(names, onnx_xs, strict=True)})

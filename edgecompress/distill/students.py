@@ -57,11 +57,13 @@ class _UF:
 
 
 
-def _trace(model: nn.Module, example: dict[str, torch.Tensor]) -> fx.GraphModule:
+def trace_teacher(model: nn.Module, example: dict[str, torch.Tensor], purpose: str = "width reduction"
+                  ) -> fx.GraphModule:
+    """torch.fx graph of `model` with shapes propagated on one sample of `example`."""
     try:
         gm = fx.symbolic_trace(model)
     except Exception as exc:
-        raise UnsupportedError(f"width reduction needs a torch.fx-traceable teacher; tracing failed: "
+        raise UnsupportedError(f"{purpose} needs a torch.fx-traceable teacher; tracing failed: "
                                f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}",
                                hint="give --student SPEC instead") from None
     from torch.fx.passes.shape_prop import ShapeProp
@@ -209,7 +211,7 @@ def _importance(model: nn.Module, g: _Group) -> torch.Tensor:
 
 def width_plan(teacher: nn.Module, ratio: float, example: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Which channels of which module to keep: {"modules": {name: {"out": [...], "in": [...]}}}."""
-    gm = _trace(teacher, example)
+    gm = trace_teacher(teacher, example)
     groups = _analyse(gm)
     plan: dict[str, dict[str, list[int]]] = {}
     pruned = 0
@@ -235,7 +237,7 @@ def width_plan(teacher: nn.Module, ratio: float, example: dict[str, torch.Tensor
     return {"modules": plan}
 
 
-def _slice_module(m: nn.Module, out_idx: list[int] | None, in_idx: list[int] | None) -> None:
+def slice_module(m: nn.Module, out_idx: list[int] | None, in_idx: list[int] | None) -> None:
     def sl(t: torch.Tensor | None, dim: int, idx: list[int] | None) -> torch.Tensor | None:
         if t is None or idx is None:
             return t
@@ -290,7 +292,7 @@ def apply_width_plan(teacher: nn.Module, plan: dict[str, Any]) -> nn.Module:
     for name, sl in plan["modules"].items():
         if name not in mods:
             raise UnsupportedError(f"width plan names module {name!r} that the teacher does not have")
-        _slice_module(mods[name], sl.get("out"), sl.get("in"))
+        slice_module(mods[name], sl.get("out"), sl.get("in"))
     return student
 
 

@@ -33,16 +33,30 @@ def _pruned(tmp_path, factory: str, exporter: str, calib, ratio: float = 0.4):
     return weights, pruned
 
 
+@pytest.fixture(scope="module")
+def pruned_model(tmp_path_factory, mnist_small):
+    """(weights, pruned .onnx) per (factory, exporter, ratio), built once per module."""
+    cache: dict[tuple, tuple] = {}
+
+    def get(factory: str, exporter: str, ratio: float = 0.4):
+        key = (factory, exporter, ratio)
+        if key not in cache:
+            cache[key] = _pruned(tmp_path_factory.mktemp("pruned"), factory, exporter, mnist_small[1], ratio)
+        return cache[key]
+
+    return get
+
+
 def _ort(path, x: np.ndarray) -> np.ndarray:
     sess = make_session(str(path), threads=1)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_resnet_teacher_maps_back_exactly(mnist_small, tmp_path, exporter):
+def test_resnet_teacher_maps_back_exactly(mnist_small, tmp_path, pruned_model, exporter):
     train, val = mnist_small
     factory = f"{MNIST}:teacher"
-    weights, pruned = _pruned(tmp_path, factory, exporter, val)
+    weights, pruned = pruned_model(factory, exporter)
     teacher = load_factory(factory)
     teacher.load_state_dict(torch.load(weights, weights_only=True))
     x = torch.from_numpy(np.load(val)["input"][:6])
@@ -59,10 +73,10 @@ def test_resnet_teacher_maps_back_exactly(mnist_small, tmp_path, exporter):
     assert plan["modules"]["stem.0"]["out"] == list(range(student.stem[0].out_channels))
 
 
-def test_distill_from_pruned_trains_and_reloads(mnist_small, tmp_path):
+def test_distill_from_pruned_trains_and_reloads(mnist_small, tmp_path, pruned_model):
     train, val = mnist_small
     factory = f"{MNIST}:teacher"
-    weights, pruned = _pruned(tmp_path, factory, "torchscript", val, ratio=0.5)
+    weights, pruned = pruned_model(factory, "torchscript", ratio=0.5)
     out = tmp_path / "s.pt"
     cfg = DistillConfig(teacher=factory, teacher_weights=str(weights), student_from_pruned=str(pruned), epochs=1,
                         batch_size=32, max_samples=96, alpha=0.9)
@@ -78,10 +92,10 @@ def test_distill_from_pruned_trains_and_reloads(mnist_small, tmp_path):
     assert sum(p.numel() for p in student.parameters()) == r.report.student["params"]
 
 
-def test_mlp_teacher_maps_back(mnist_small, tmp_path):
+def test_mlp_teacher_maps_back(mnist_small, tmp_path, pruned_model):
     train, val = mnist_small
     factory = spec("mlp_teacher")
-    weights, pruned = _pruned(tmp_path, factory, "dynamo", val, ratio=0.5)
+    weights, pruned = pruned_model(factory, "dynamo", ratio=0.5)
     teacher = load_factory(factory)
     teacher.load_state_dict(torch.load(weights, weights_only=True))
     x = torch.from_numpy(np.load(val)["input"][:5])
@@ -93,9 +107,9 @@ def test_mlp_teacher_maps_back(mnist_small, tmp_path):
     assert np.abs(ours - ref).max() <= 1e-3 * max(1.0, np.abs(ref).max())
 
 
-def test_refusals(mnist_small, tmp_path):
+def test_refusals(mnist_small, tmp_path, pruned_model):
     train, val = mnist_small
-    _, pruned_mlp = _pruned(tmp_path, spec("mlp_teacher"), "torchscript", val)
+    _, pruned_mlp = pruned_model(spec("mlp_teacher"), "torchscript")
     teacher = load_factory(f"{MNIST}:teacher")
     x = {"x": torch.from_numpy(np.load(val)["input"][:2])}
     with pytest.raises(UnsupportedError, match="cannot map the pruned model back.*Conv/Linear layers"):
@@ -110,11 +124,11 @@ def test_refusals(mnist_small, tmp_path):
         pruned_student(teacher, bad, x)
 
 
-def test_cli_refuses_a_quantized_model_with_one_line(mnist_small, tmp_path):
+def test_cli_refuses_a_quantized_model_with_one_line(mnist_small, tmp_path, pruned_model):
     train, val = mnist_small
     from edgecompress.quantize import QuantizeConfig, quantize
 
-    weights, pruned = _pruned(tmp_path, spec("mlp_teacher"), "torchscript", val)
+    weights, pruned = pruned_model(spec("mlp_teacher"), "torchscript")
     q = tmp_path / "q.onnx"
     quantize(str(pruned), QuantizeConfig(allow_slower=True), out=str(q), calibration=str(val))
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -136,14 +150,14 @@ def test_exactly_one_student_source():
         DistillConfig(teacher=f"{MNIST}:teacher", student_from_pruned="p.onnx", student_weights="w.pt")
 
 
-def test_folded_batchnorms_keep_training_mode_close(mnist_small, tmp_path):
+def test_folded_batchnorms_keep_training_mode_close(mnist_small, tmp_path, pruned_model):
     """Exporters fold BatchNorm into the conv; the mapped BatchNorms are rebuilt from data, so a training-mode
     forward (batch statistics) on the calibration batch equals the eval-mode forward (and the pruned model)."""
     import copy
 
     train, val = mnist_small
     factory = f"{MNIST}:teacher"
-    weights, pruned = _pruned(tmp_path, factory, "torchscript", val, ratio=0.5)
+    weights, pruned = pruned_model(factory, "torchscript", ratio=0.5)
     teacher = load_factory(factory)
     teacher.load_state_dict(torch.load(weights, weights_only=True))
     x = torch.from_numpy(np.load(train)["input"][:64])
@@ -225,9 +239,9 @@ def test_a_graph_that_computes_something_else_is_refused(mnist_small, tmp_path):
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
-def test_batchnorm_after_linear_through_real_exports(mnist_small, tmp_path, exporter):
+def test_batchnorm_after_linear_through_real_exports(mnist_small, tmp_path, pruned_model, exporter):
     train, val = mnist_small
-    weights, pruned = _pruned(tmp_path, spec("conv_bn_net"), exporter, val, ratio=0.4)
+    weights, pruned = pruned_model(spec("conv_bn_net"), exporter, ratio=0.4)
     teacher = load_factory(spec("conv_bn_net"))
     teacher.load_state_dict(torch.load(weights, weights_only=True))
     x = torch.from_numpy(np.load(train)["input"][:32])
