@@ -32,6 +32,14 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def show_result(result: Any, as_json: bool, printer: Callable[[Any], None]) -> None:
+    """A stage's StageResult: one JSON object (`{"ok": true, ...}`) with --json, else the command's printer."""
+    if as_json:
+        emit_json({"ok": True, **result.to_dict()})
+    else:
+        printer(result)
+
+
 def _json_default(o: Any) -> Any:
     from ..artifact import config_to_dict
 

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .common import console, emit_json, handle_errors, json_option
+from .common import console, handle_errors, json_option, show_result
 
 
 @click.command("distill")
@@ -73,12 +73,13 @@ def distill_cmd(as_json: bool, no_amp: bool, data: str, val: str | None, out: st
     result = distill(cfg, data=data, out=out, val=val, progress=True)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return
-    if as_json:
-        emit_json({"ok": True, **result.to_dict()})
-        return
-    rep = result.report
+    show_result(result, as_json, lambda r: _print(r, out))
+
+
+def _print(result, out: str) -> None:
     from rich.table import Table
 
+    rep = result.report
     table = Table(title=f"distill -> {out}")
     for col in ("model", "params", "MACs", f"val {rep.metric}"):
         table.add_column(col)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import console, emit_json, handle_errors, json_option
+from .common import console, handle_errors, json_option, show_result
 
 
 @click.command("export")
@@ -66,12 +66,15 @@ def export_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], out: str
     rep = result.report
     if debug and rep.log.strip():
         click.echo(rep.log.rstrip(), err=True)
-    if as_json:
-        emit_json({"ok": True, **result.to_dict()})
-        return
+    show_result(result, as_json, _print)
+
+
+def _print(result) -> None:
+    rep = result.report
     _print_parity([p.to_dict() for p in rep.parity])
-    c.print(f"wrote {result.artifact.path} ({rep.size_bytes / 1e6:.3g} MB, opset {rep.opset}, {rep.exporter} "
-            f"exporter); max error {rep.max_error_rel_to_scale:.2g} of output scale (tolerance {rep.tolerance:g})")
+    console().print(f"wrote {result.artifact.path} ({rep.size_bytes / 1e6:.3g} MB, opset {rep.opset}, {rep.exporter} "
+                    f"exporter); max error {rep.max_error_rel_to_scale:.2g} of output scale (tolerance "
+                    f"{rep.tolerance:g})")
 
 
 def _print_parity(parity: list[dict]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import console, emit_json, handle_errors, json_option, target_option
+from .common import console, handle_errors, json_option, show_result, target_option
 
 
 @click.command("package", context_settings={"max_content_width": 110})
@@ -61,10 +61,7 @@ def package_cmd(model, target, out, baseline, eval_data, calibration, name, vers
     report = _load_bench(bench_report) if bench_report else None
     result = package(model, cfg, out=out, target=target, baseline=baseline, eval_data=eval_data,
                      calibration=calibration, bench_report=report)
-    if as_json:
-        emit_json({"ok": True, **result.to_dict()})
-        return
-    _print(result)
+    show_result(result, as_json, _print)
 
 
 def _load_bench(path: str) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import console, emit_json, handle_errors, json_option, target_option
+from .common import console, handle_errors, json_option, show_result, target_option
 
 
 @click.command("prune", context_settings={"max_content_width": 110})
@@ -54,10 +54,7 @@ def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eva
     cfg = PruneConfig(ratio=ratio, target_macs=target_macs, criterion=criterion, alpha=alpha, reconstruct=reconstruct,
                       round_to=round_to, skip=tuple(skip), samples=samples)
     result = prune(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
-    if as_json:
-        emit_json({"ok": True, **result.to_dict()})
-        return
-    _print(result)
+    show_result(result, as_json, _print)
 
 
 def _print(result) -> None:

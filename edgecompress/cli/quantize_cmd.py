@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import console, emit_json, handle_errors, json_option, target_option
+from .common import console, handle_errors, json_option, show_result, target_option
 
 
 @click.command("quantize", context_settings={"max_content_width": 110})
@@ -67,10 +67,7 @@ def quantize_cmd(model, calibration, out, target, eval_data, metric, max_drop, m
                          activation_type=activation_type, metric=metric, max_drop=max_drop, exclude=tuple(exclude),
                          allow_slower=allow_slower)
     result = quantize(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
-    if as_json:
-        emit_json({"ok": True, **result.to_dict()})
-        return
-    _print(result)
+    show_result(result, as_json, _print)
 
 
 def _print(result) -> None:
