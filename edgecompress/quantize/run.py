@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,9 @@ class _Run:
     counter: int = 0
 
     # ------------------------------------------------------------------------------------------ helpers
-    @property
+    @cached_property
     def sel(self) -> FeedData:
+        """The first SELECT_SAMPLES evaluation samples (read once: the candidates are compared on them)."""
         return self.fid_data.head(SELECT_SAMPLES) if self.fid_data.n > SELECT_SAMPLES else self.fid_data
 
     def first_outputs(self, path: Path, data: FeedData, what: str) -> list[np.ndarray]:
