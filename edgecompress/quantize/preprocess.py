@@ -71,17 +71,11 @@ def is_transformer(model: onnx.ModelProto) -> bool:
     return bool(ops["LayerNormalization"] or _decomposed_layernorm(model) or attention)
 
 
-def _attention_heads(model: onnx.ModelProto) -> tuple[int, int]:
-    """(num_heads, hidden_size) = (0, 0): let ORT's optimizer detect them from the graph."""
-    return 0, 0
-
-
 def transformer_pass(src: Path, dest: Path, result: PreprocessResult) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
 
-    heads, hidden = _attention_heads(onnx.load(str(src), load_external_data=False))
-    try:
-        opt = optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+    try:  # num_heads=0, hidden_size=0: ORT's optimizer detects them from the graph
+        opt = optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
         stats = {k: int(v) for k, v in (opt.get_fused_operator_statistics() or {}).items() if v}
         opt.save_model_to_file(str(dest), use_external_data_format=False)
     except Exception as exc:  # the optimizer raises assorted errors on graphs it does not recognise
