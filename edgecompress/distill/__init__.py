@@ -13,8 +13,21 @@ stage (distill()).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .config import DistillConfig
-from .stage import DistillReport, distill
+
+if TYPE_CHECKING:
+    from .stage import DistillReport, distill
+
+
+def __getattr__(name: str) -> Any:
+    """`distill` and `DistillReport` import torch: only when used (a recipe needs just DistillConfig)."""
+    if name in ("distill", "DistillReport"):
+        from . import stage
+
+        return getattr(stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_student(path):

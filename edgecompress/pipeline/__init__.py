@@ -12,15 +12,27 @@ run (orchestration), summary, train (the [train] step), demo (the built-in recip
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .recipe import Recipe, load_recipe, parse_recipe
-from .registry import STAGE_NAMES
-from .run import ConvertResult, Progress, plan, run_recipe
+if TYPE_CHECKING:  # the package stays light: `convert --help` imports only the registry
+    from .recipe import Recipe
+    from .run import ConvertResult, Progress
 
 DEFAULT_OUT = "edgecompress-out"
 
 __all__ = ["convert", "load", "Recipe", "ConvertResult", "load_recipe", "parse_recipe", "plan", "STAGE_NAMES",
            "DEFAULT_OUT"]
+
+_LAZY = {"Recipe": "recipe", "load_recipe": "recipe", "parse_recipe": "recipe", "STAGE_NAMES": "registry",
+         "ConvertResult": "run", "Progress": "run", "plan": "run", "run_recipe": "run"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(recipe: str | Path | None = None, *, target: str | None = None) -> Recipe:
@@ -29,6 +41,8 @@ def load(recipe: str | Path | None = None, *, target: str | None = None) -> Reci
         from .demo import demo_recipe
 
         return demo_recipe(target)
+    from .recipe import load_recipe
+
     return load_recipe(recipe, target=target)
 
 
@@ -36,5 +50,8 @@ def convert(recipe: str | Path | Recipe | None = None, *, target: str | None = N
             out: str | Path = DEFAULT_OUT, from_stage: str | None = None,
             progress: Progress | None = None) -> ConvertResult:
     """Run the chain. Stages already completed under `out` with the same inputs and config are reused."""
+    from .recipe import Recipe
+    from .run import run_recipe
+
     r = recipe if isinstance(recipe, Recipe) else load(recipe, target=target)
     return run_recipe(r, out, from_stage=from_stage, progress=progress)
