@@ -36,6 +36,7 @@ class PreprocessResult:
     batchnorm_folded: int = 0
     fallbacks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)  # the model at `path`, loaded
 
 
 def check_not_quantized(model: onnx.ModelProto, origin: str) -> None:
@@ -149,4 +150,5 @@ def prepare(model: onnx.ModelProto, src: Path, workdir: Path) -> PreprocessResul
     if bn_after:
         result.notes.append(f"{bn_after} BatchNormalization node(s) could not be folded into a preceding conv")
     result.path = cur
+    result.model = m
     return result

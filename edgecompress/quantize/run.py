@@ -154,7 +154,7 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
                  origin="int8 model")
     census = int8_census(onnx.load(str(opt)))
     census = {k: v for k, v in census.items() if k not in ("int8_nodes",)}
-    unq = unquantizable_ops(onnx.load(str(run.models[False]), load_external_data=False))
+    unq = unquantizable_ops(run.pre.model)  # the pre-processed model (run.models[False])
     if unq:
         run.notes.append("left in fp32 because ONNX Runtime has no quantized form for them: "
                          + ", ".join(f"{k} x{v}" for k, v in unq.items()))

@@ -69,10 +69,10 @@ def _matmul_share(model: onnx.ModelProto) -> float:
     return mm / macs.total
 
 
-def _check_excludes(cfg: QuantizeConfig, model_path: Path) -> None:
+def _check_excludes(cfg: QuantizeConfig, model: onnx.ModelProto) -> None:
     if not cfg.exclude:
         return
-    names = [n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node]
+    names = [n.name for n in model.graph.node]
     missing = [e for e in cfg.exclude if e not in set(names)]
     if missing:
         sample = ", ".join(n for n in names[:6] if n)
@@ -142,14 +142,15 @@ def _all_tensors(proto: onnx.ModelProto):
 def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
     cfg = run.cfg
     run.pre = prepare(model, run.src, run.work)
-    _check_excludes(cfg, run.pre.path)
+    pre_model = run.pre.model
+    _check_excludes(cfg, pre_model)
     run.models[False] = run.pre.path
     ref_all = run.first_outputs(run.src, run.fid_data, "fp32")
     run.ref_all = ref_all
     run.ref_sel = ref_all[: run.sel.n]
     run.metric, run.against = resolve_metric(cfg.metric, ref_all, run.fid_data.labels)
-    pre_model = onnx.load(str(run.pre.path))
-    if has_depthwise(pre_model) and cfg.mode != "dynamic":
+    depthwise = has_depthwise(pre_model)
+    if depthwise and cfg.mode != "dynamic":
         eq_model, eq = equalize(pre_model)
         run.eq_info = {"depthwise": True, "pairs": eq.pairs, "skipped": eq.skipped, "applied": False}
         if eq.changed:
@@ -157,8 +158,8 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
             onnx.save(eq_model, str(p))
             run.models[True] = p
     else:
-        run.eq_info = {"depthwise": has_depthwise(pre_model), "pairs": 0, "skipped": {}, "applied": False,
-                       "reason": "no depthwise convolutions" if not has_depthwise(pre_model) else "dynamic mode"}
+        run.eq_info = {"depthwise": depthwise, "pairs": 0, "skipped": {}, "applied": False,
+                       "reason": "no depthwise convolutions" if not depthwise else "dynamic mode"}
     share = _matmul_share(model)
     return choose(run, share)
 
