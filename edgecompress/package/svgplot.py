@@ -38,8 +38,6 @@ def _fmt_tick(v: float) -> str:
         return "0"
     if abs(v) >= 100:
         return f"{v:.0f}"
-    if abs(v) >= 1:
-        return f"{v:.3g}"
     return f"{v:.3g}"
 
 
