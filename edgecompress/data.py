@@ -13,6 +13,7 @@ NaN/Inf and empty sets; every error says what was expected and what was found.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -134,15 +135,19 @@ class FeedData:
     def feeds(self) -> list[Feed]:
         return list(self)
 
-    def take(self, indices: Iterable[int]) -> FeedData:
-        idx = list(indices)
-        all_feeds = self.feeds()
-        feeds = [all_feeds[i] for i in idx]
+    def _subset(self, feeds: Sequence[Feed], idx: list[int]) -> FeedData:
+        """Samples `idx`, picked from `feeds` (sample i of this data at feeds[i], read by the caller)."""
         labels = self.labels[idx] if self.labels is not None else None
-        return FeedData.from_feeds(feeds, labels=labels, source=f"{self.source}[subset of {len(idx)}]")
+        return FeedData.from_feeds([feeds[i] for i in idx], labels=labels,
+                                   source=f"{self.source}[subset of {len(idx)}]")
+
+    def take(self, indices: Iterable[int]) -> FeedData:
+        return self._subset(self.feeds(), list(indices))
 
     def head(self, n: int) -> FeedData:
-        return self.take(range(min(n, self.n)))
+        """The first `n` samples (only those are read)."""
+        idx = list(range(min(n, self.n)))
+        return self._subset(list(itertools.islice(self, len(idx))), idx)
 
     def split(self, fraction: float, *, seed: int = 0) -> tuple[FeedData, FeedData]:
         """A fixed, seeded split into (first, second) with `fraction` of the samples in the second."""
@@ -152,7 +157,8 @@ class FeedData:
         k = max(1, int(round(self.n * fraction)))
         if k >= self.n:
             raise DataError(f"{self.source}: {self.n} samples are too few to split off {fraction:.0%}")
-        return self.take(sorted(order[k:])), self.take(sorted(order[:k]))
+        feeds = self.feeds()  # read once for both parts
+        return self._subset(feeds, sorted(order[k:])), self._subset(feeds, sorted(order[:k]))
 
     def batches(self, batch_size: int) -> Iterator[Feed]:
         """Feeds concatenated along axis 0 in groups of `batch_size` (the last may be smaller)."""
