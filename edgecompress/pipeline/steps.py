@@ -51,6 +51,26 @@ class State:
     bench: dict[str, Any] | None = None
     bench_plain: dict[str, Any] | None = None
     package: dict[str, Any] | None = None
+    hashes: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)  # one run: inputs don't change
+
+    def path_hash(self, path: str | Path | None) -> str:
+        """Content hash of a file or folder ("" for none), computed once per run."""
+        if not path:
+            return ""
+        key = ("path", str(path))
+        if key not in self.hashes:
+            self.hashes[key] = path_hash(path)
+        return self.hashes[key]
+
+    def data_inputs(self, keys: tuple[str, ...]) -> dict[str, str]:
+        """Content hashes of the [data] entries `keys`, computed once per run."""
+        out = {}
+        for k in keys:
+            spec = self.recipe.data_spec(k)
+            if ("data", spec) not in self.hashes:
+                self.hashes[("data", spec)] = data_hash(spec)
+            out[f"data.{k}"] = self.hashes[("data", spec)]
+        return out
 
     def __post_init__(self) -> None:
         m = self.recipe.model
@@ -157,9 +177,9 @@ class Step:
         return cfg
 
     def inputs(self, cfg: Any, state: State) -> dict[str, Any]:
-        d: dict[str, Any] = {f"data.{k}": data_hash(state.recipe.data_spec(k)) for k in self.data_keys}
+        d: dict[str, Any] = state.data_inputs(self.data_keys)
         if state.model is not None:
-            d["model"] = path_hash(state.model.path)
+            d["model"] = state.path_hash(state.model.path)
         return d
 
     def run(self, cfg: Any, state: State, work: Path, say: Say) -> StepOutput:
@@ -173,7 +193,7 @@ class TrainStep(Step):
     def inputs(self, cfg, state):
         m = state.recipe.model
         return {**super().inputs(cfg, state), "source": source_hash(m.source),
-                "weights": path_hash(m.weights) if m.weights else ""}
+                "weights": state.path_hash(m.weights)}
 
     def run(self, cfg, state, work, say):
         from .train import train
@@ -203,11 +223,11 @@ class DistillStep(Step):
         return cfg
 
     def inputs(self, cfg, state):
-        d = {f"data.{k}": data_hash(state.recipe.data_spec(k)) for k in self.data_keys}
+        d = state.data_inputs(self.data_keys)
         d["teacher"] = source_hash(cfg.teacher)
-        d["teacher_weights"] = path_hash(cfg.teacher_weights) if cfg.teacher_weights else ""
+        d["teacher_weights"] = state.path_hash(cfg.teacher_weights)
         d["student"] = source_hash(cfg.student) if cfg.student else ""
-        d["student_weights"] = path_hash(cfg.student_weights) if cfg.student_weights else ""
+        d["student_weights"] = state.path_hash(cfg.student_weights)
         return d
 
     def run(self, cfg, state, work, say):
@@ -246,8 +266,8 @@ class ExportStep(Step):
     def inputs(self, cfg, state):
         d = super().inputs(cfg, state)
         model, _ = self.torch_model(state)
-        d["source"] = path_hash(model) if Path(model).is_file() else source_hash(model)
-        d["weights"] = path_hash(cfg.weights) if cfg.weights else ""
+        d["source"] = state.path_hash(model) if Path(model).is_file() else source_hash(model)
+        d["weights"] = state.path_hash(cfg.weights)
         return d
 
     def run(self, cfg, state, work, say):
@@ -287,8 +307,8 @@ class BenchStep(Step):
     data_keys = ("eval",)
 
     def inputs(self, cfg, state):
-        return {f"data.{k}": data_hash(state.recipe.data_spec(k)) for k in self.data_keys} | {
-            "models": [path_hash(a.path) for a in state.onnx], "target": _target_inputs(state)}
+        return state.data_inputs(self.data_keys) | {
+            "models": [state.path_hash(a.path) for a in state.onnx], "target": _target_inputs(state)}
 
     def run(self, cfg, state, work, say):
         models = [str(a.path) for a in state.onnx]
@@ -305,7 +325,7 @@ class PackageStep(Step):
 
     def inputs(self, cfg, state):
         d = {**super().inputs(cfg, state), "target": _target_inputs(state, budgets=True)}
-        d["baseline"] = path_hash(state.baseline.path) if state.baseline else ""
+        d["baseline"] = state.path_hash(state.baseline.path) if state.baseline else ""
         d["bench"] = state.bench_plain or {}
         d["lineage"] = [{k: r[k] for k in ("stage", "format", "config")} for r in state.lineage(Path("/"))]
         return d
