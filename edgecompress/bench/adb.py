@@ -22,6 +22,7 @@ from ..targets import TargetProfile
 from .config import BenchConfig
 from .report import ModelResult, RatioResult
 from .stats import interleaved_ratios
+from .transport import one_line
 
 DEVICE_DIR = "/data/local/tmp/edgecompress"
 EP_FLAGS = {"CPUExecutionProvider": "cpu", "XnnpackExecutionProvider": "xnnpack", "NnapiExecutionProvider": "nnapi",
@@ -58,8 +59,7 @@ def parse_perf_test_output(text: str) -> dict[str, Any]:
         if found:
             raw[key] = float(found[-1])
     if "mean_ms" not in raw and "total_s" not in raw:
-        tail = " ".join(text.split())[-300:]
-        raise RemoteError(f"onnxruntime_perf_test gave no timing summary: {tail or 'no output'}")
+        raise RemoteError(f"onnxruntime_perf_test gave no timing summary: {one_line(text) or 'no output'}")
     n = int(raw.get("requests", 0))
     mean = raw.get("mean_ms", raw["total_s"] * 1e3 / n if n else float("nan"))
     lat = {"p50": raw.get("p50_s", float("nan")) * 1e3, "p90": raw.get("p90_s", float("nan")) * 1e3,
@@ -94,7 +94,7 @@ class Adb:
         except subprocess.TimeoutExpired:
             raise RemoteError(f"{self.where}: adb {args[0]} timed out") from None
         if proc.returncode != 0:
-            raise RemoteError(f"{self.where}: adb {args[0]} failed: {' '.join((proc.stderr or proc.stdout).split())[-200:]}",
+            raise RemoteError(f"{self.where}: adb {args[0]} failed: {one_line(proc.stderr or proc.stdout, 200)}",
                               hint="`adb devices` must list the device as 'device' (authorized)")
         return proc.stdout
 
