@@ -48,6 +48,14 @@ def qemu_binary() -> str | None:
     return None
 
 
+def require_qemu() -> str:
+    """The qemu-aarch64 binary, or UnsupportedError when qemu-user is not installed."""
+    qemu = qemu_binary()
+    if qemu is None:
+        raise UnsupportedError("qemu-aarch64-static not found", hint="apt-get install qemu-user-static")
+    return qemu
+
+
 def root_info(root: Path | None = None) -> dict | None:
     """The ready marker of a prepared root (python version, onnxruntime version), or None."""
     root = root or emulation_root()
@@ -64,17 +72,13 @@ def require_root(root: Path | None = None) -> tuple[Path, dict]:
         raise UnsupportedError(f"no arm64 emulation root at {root}",
                                hint="run `edgecompress bench --setup-emulation` once (needs root, network, "
                                     "qemu-user-static and debootstrap)")
-    if qemu_binary() is None:
-        raise UnsupportedError("qemu-aarch64-static not found", hint="apt-get install qemu-user-static")
+    require_qemu()
     return root, info
 
 
 def emulated_command(root: Path, runner: Path, job: Path) -> list[str]:
     """argv that runs the runner with the root's aarch64 python3 under qemu-user."""
-    qemu = qemu_binary()
-    if qemu is None:
-        raise UnsupportedError("qemu-aarch64-static not found", hint="apt-get install qemu-user-static")
-    return [qemu, "-L", str(root), str(root / "usr/bin/python3"), str(runner), str(job)]
+    return [require_qemu(), "-L", str(root), str(root / "usr/bin/python3"), str(runner), str(job)]
 
 
 def _run(cmd: list[str], log: Callable[[str], None], timeout: float, what: str, env: dict | None = None) -> str:
@@ -97,8 +101,9 @@ def setup_emulation(*, root: Path | None = None, suite: str = DEFAULT_SUITE, mir
                     log: Callable[[str], None] = lambda s: None) -> dict:
     """Prepare the arm64 root once (cached). Returns the ready marker with the time the setup took."""
     root = root or emulation_root()
-    if not force and root_info(root) is not None:
-        info = dict(root_info(root) or {})
+    cached = None if force else root_info(root)
+    if cached is not None:
+        info = dict(cached)
         info["cached"] = True
         return info
     if os.geteuid() != 0:
