@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from .apply import removed_tensor_indices
 from .calib import collect
 from .graphutil import attr, const_array, set_const
 from .groups import Analysis
@@ -35,10 +36,14 @@ class BatchNormMomentMatching:
         self.updated: list[str] = []
 
     def _kept(self, node: str, n: int) -> np.ndarray:
+        """The input channels of BN `node` (of `n` before pruning) that are kept: every pruned group with a
+        bn_scale slice on the node removes its channels at that slice's offset (several groups after a Concat)."""
+        removed = []
         for gid, kept in self.keep.items():
-            if any(sl.node == node and sl.kind == "bn_scale" for sl in self.analysis.groups[gid].slices):
-                return kept
-        return np.arange(n)
+            lost = np.setdiff1d(np.arange(self.analysis.groups[gid].size), kept)
+            removed += [removed_tensor_indices(sl.offset, sl.expand, lost) for sl in self.analysis.groups[gid].slices
+                        if sl.node == node and sl.kind == "bn_scale"]
+        return np.setdiff1d(np.arange(n), np.concatenate(removed)) if removed else np.arange(n)
 
     def __call__(self, model: ir.Model) -> bool:
         bns = [n for n in model.graph if n.op_type == "BatchNormalization"
