@@ -87,6 +87,13 @@ class Comparison:
                          for o in self.outputs)
 
 
+def _rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """One output's samples as float64 rows: a scalar is one row, an array gives one row per first-axis entry."""
+    if not arrays:
+        return np.zeros((0, 0))
+    return np.concatenate([np.asarray(x, dtype=np.float64).reshape(len(x) if np.ndim(x) else 1, -1) for x in arrays])
+
+
 def compare_outputs(ref: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[np.ndarray]], names: Sequence[str],
                     *, rel_tol: float = 1e-4) -> Comparison:
     """Per output: max abs error, error relative to the output's scale (max |ref|), cosine, top-1 agreement.
@@ -95,12 +102,7 @@ def compare_outputs(ref: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[
     """
     diffs = []
     for name, r_list, g_list in zip(names, ref, got, strict=False):
-        r = np.concatenate([np.asarray(x, dtype=np.float64).reshape(1, -1) if np.ndim(x) == 0 else
-                            np.asarray(x, dtype=np.float64).reshape(len(x) if np.ndim(x) else 1, -1) for x in r_list])\
-            if r_list else np.zeros((0, 0))
-        g = np.concatenate([np.asarray(x, dtype=np.float64).reshape(1, -1) if np.ndim(x) == 0 else
-                            np.asarray(x, dtype=np.float64).reshape(len(x) if np.ndim(x) else 1, -1) for x in g_list])\
-            if g_list else np.zeros((0, 0))
+        r, g = _rows(r_list), _rows(g_list)
         if r.shape != g.shape:
             diffs.append(OutputDiff(name, float("inf"), float("inf"), 0.0, 0.0, None, False, rel_tol))
             continue
