@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +17,10 @@ GRAPH_OPT = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extende
 
 
 def make_session(model: str | os.PathLike[str] | bytes, *, threads: int = 1, providers: Sequence[str] | None = None,
-                 graph_optimization: str = "all", optimized_path: str | None = None, origin: str = "model"):
-    """An InferenceSession with explicit threads/providers; load failures become ModelError."""
+                 graph_optimization: str = "all", optimized_path: str | None = None, origin: str = "model",
+                 config_entries: Mapping[str, str] | None = None):
+    """An InferenceSession with explicit threads/providers (and session config entries); load failures become
+    ModelError."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -28,6 +30,8 @@ def make_session(model: str | os.PathLike[str] | bytes, *, threads: int = 1, pro
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT[graph_optimization])
     if optimized_path:
         so.optimized_model_filepath = optimized_path
+    for key, value in (config_entries or {}).items():
+        so.add_session_config_entry(key, value)
     available = set(ort.get_available_providers())
     provs = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
     src = model if isinstance(model, bytes) else str(model)

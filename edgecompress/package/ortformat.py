@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..fsutil import private_tempdir
+from ..onnxgraph.runtime import make_session
 from ..targets import TargetProfile
 from .ortcanon import canonicalize
 from .ortools import tool
@@ -126,15 +127,5 @@ def ort_session(path: Path | str, *, origin: str = "model.ort"):
     from model.onnx's. Replay is what ORT recommends for trusted models; verify only loads files whose sha256
     matched the manifest.
     """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.enable_saved_runtime_optimizations", "1")
-    try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-        text = " ".join(str(exc).split())
-        raise ModelError(f"ONNX Runtime cannot load {origin}: {text[:400]}") from None
+    return make_session(path, threads=1, origin=origin,
+                        config_entries={"session.enable_saved_runtime_optimizations": "1"})
