@@ -8,19 +8,14 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from ..onnxgraph.runtime import make_session
+from ..onnxgraph.extra_outputs import session_with_outputs
 from .graphutil import to_proto
 
 
 def collect(model: onnx.ModelProto | ir.Model, names: Sequence[str], feeds: Sequence[dict]) -> dict[str, list[np.ndarray]]:
     """name -> one array per feed (intermediate tensors are exposed as extra graph outputs of a copy)."""
     proto = to_proto(model) if isinstance(model, ir.Model) else model
-    proto = onnx.ModelProto.FromString(proto.SerializeToString())
-    existing = {o.name for o in proto.graph.output}
-    for n in names:
-        if n not in existing:
-            proto.graph.output.append(onnx.ValueInfoProto(name=n))
-    sess = make_session(proto.SerializeToString(), origin="model (calibration pass)")
+    sess = session_with_outputs(proto, names, origin="model (calibration pass)")
     names = list(names)
     out: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feed in feeds:

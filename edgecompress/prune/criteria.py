@@ -90,7 +90,7 @@ def activation_means(model_bytes: bytes, analysis: Analysis, groups: list[int], 
     """Mean |x| per channel of every tensor that carries a prunable group's channels into a consumer."""
     import onnx
 
-    from ..onnxgraph.runtime import make_session
+    from ..onnxgraph.extra_outputs import session_with_outputs
 
     uses = {}
     for gid in groups:
@@ -99,13 +99,8 @@ def activation_means(model_bytes: bytes, analysis: Analysis, groups: list[int], 
             uses[(u.tensor, u.axis, u.offset, u.expand)] = g.size
     if not uses:
         return {}
-    proto = onnx.load_from_string(model_bytes)
     names = sorted({k[0] for k in uses})
-    existing = {o.name for o in proto.graph.output}
-    for n in names:
-        if n not in existing:
-            proto.graph.output.append(onnx.ValueInfoProto(name=n))
-    sess = make_session(proto.SerializeToString(), origin="model (activation statistics)")
+    sess = session_with_outputs(onnx.load_from_string(model_bytes), names, origin="model (activation statistics)")
     sums: dict = {k: np.zeros(n) for k, n in uses.items()}
     count = 0
     for feed in feeds:

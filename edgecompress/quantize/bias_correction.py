@@ -14,14 +14,13 @@ import onnx
 from onnx import numpy_helper
 
 from ..data import FeedData
-from ..onnxgraph.runtime import make_session
-from .sensitivity import _with_outputs
+from ..onnxgraph.extra_outputs import session_with_outputs
 
 
 def bias_correct(fp32_path: Path, q_path: Path, data: FeedData, *, threads: int = 1) -> tuple[onnx.ModelProto, int]:
     """A copy of the fp32 model whose conv biases absorb the mean output error of the quantized model."""
     model = onnx.load(str(fp32_path))
-    q = onnx.load(str(q_path), load_external_data=False)
+    q = onnx.load(str(q_path))
     q_outputs = {o for n in q.graph.node for o in n.output}
     inits = {t.name for t in model.graph.initializer}
     convs = [n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits
@@ -29,10 +28,10 @@ def bias_correct(fp32_path: Path, q_path: Path, data: FeedData, *, threads: int 
     if not convs:
         return model, 0
     names = [n.output[0] for n in convs]
-    s_fp = make_session(_with_outputs(fp32_path, names), threads=threads, graph_optimization="basic",
-                        origin="fp32 model with exposed conv outputs")
-    s_q = make_session(_with_outputs(q_path, names), threads=threads, graph_optimization="basic",
-                       origin="int8 model with exposed conv outputs")
+    s_fp = session_with_outputs(model, names, threads=threads, graph_optimization="basic",
+                                origin="fp32 model with exposed conv outputs")
+    s_q = session_with_outputs(q, names, threads=threads, graph_optimization="basic",
+                               origin="int8 model with exposed conv outputs")
     sums: dict[str, np.ndarray] = {}
     count = 0
     for feed in data:

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from ..data import FeedData
-from ..onnxgraph.runtime import make_session
+from ..onnxgraph.extra_outputs import session_with_outputs
 
 # nodes that can fall back to fp32 usefully (they carry int8 compute); every node's output is measured
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "Add", "Mul", "Concat", "AveragePool",
@@ -35,19 +35,10 @@ class NodeSensitivity:
                 "loss_db": round(self.loss_db, 2)}
 
 
-def _with_outputs(path: Path, names: list[str]) -> bytes:
-    m = onnx.load(str(path))
-    have = {o.name for o in m.graph.output}
-    for n in names:
-        if n not in have:
-            m.graph.output.append(onnx.ValueInfoProto(name=n))
-    return m.SerializeToString()
-
-
 def rank_nodes(fp32_path: Path, q_path: Path, data: FeedData, *, quantizable: set[str] | None = None,
                threads: int = 1) -> list[NodeSensitivity]:
-    fp = onnx.load(str(fp32_path), load_external_data=False)
-    q = onnx.load(str(q_path), load_external_data=False)
+    fp = onnx.load(str(fp32_path))
+    q = onnx.load(str(q_path))
     q_producer = {o: n.op_type for n in q.graph.node for o in n.output}
     fp_producer = {o: n.op_type for n in fp.graph.node for o in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -75,10 +66,10 @@ def rank_nodes(fp32_path: Path, q_path: Path, data: FeedData, *, quantizable: se
                 return nxt[0].output[0]
         return out
 
-    s_fp = make_session(_with_outputs(fp32_path, tensors), threads=threads, graph_optimization="basic",
-                        origin="fp32 model with exposed outputs")
-    s_q = make_session(_with_outputs(q_path, tensors), threads=threads, graph_optimization="basic",
-                       origin="int8 model with exposed outputs")
+    s_fp = session_with_outputs(fp, tensors, threads=threads, graph_optimization="basic",
+                                origin="fp32 model with exposed outputs")
+    s_q = session_with_outputs(q, tensors, threads=threads, graph_optimization="basic",
+                               origin="int8 model with exposed outputs")
     sig = dict.fromkeys(tensors, 0.0)
     noise = dict.fromkeys(tensors, 0.0)
     for feed in data:
