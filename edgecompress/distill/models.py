@@ -93,6 +93,11 @@ def load_student(path: str | Path) -> nn.Module:
         raise ModelError(f"student checkpoint {p}: unreadable ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ModelError(f"student checkpoint {p}: expected a dict with 'state_dict'")
+    return student_from_checkpoint(ckpt)
+
+
+def student_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """The student module of a distill checkpoint dict already read (see load_student)."""
     derived = ckpt.get("derived")
     if derived:
         from .students import rebuild_derived

@@ -60,10 +60,13 @@ def _torch_load(path: Path, what: str) -> Any:
 
 def read_state_dict(path: str | os.PathLike[str], what: str = "weights") -> dict[str, Any]:
     """A state_dict from a plain state_dict file or a checkpoint dict with 'state_dict' or 'model'."""
+    p = Path(path)
+    return _state_dict_of(_torch_load(p, what), p, what)
+
+
+def _state_dict_of(obj: Any, p: Path, what: str) -> dict[str, Any]:
     import torch
 
-    p = Path(path)
-    obj = _torch_load(p, what)
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(obj.get(key), dict):
@@ -75,8 +78,10 @@ def read_state_dict(path: str | os.PathLike[str], what: str = "weights") -> dict
     return obj
 
 
-def load_weights(model, path: str | os.PathLike[str], what: str = "weights") -> None:
-    sd = read_state_dict(path, what)
+def load_weights(model, path: str | os.PathLike[str], what: str = "weights",
+                 loaded: dict[str, Any] | None = None) -> None:
+    """Load the state_dict in `path` (or `loaded`, the object already read from it) into `model`, checked."""
+    sd = read_state_dict(path, what) if loaded is None else _state_dict_of(loaded, Path(path), what)
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
@@ -154,15 +159,18 @@ def _load_checkpoint(p: Path, weights: str | None):
         # a student derived from the teacher (width/depth cut): the distill stage rebuilds it from its plan;
         # without that, the ExportedProgram it saved beside the checkpoint (fixed shapes) is used
         try:
-            from ..distill.models import load_student
+            from ..distill.models import student_from_checkpoint
         except ImportError:
-            load_student = None
-        if load_student is not None and not weights:
-            return load_student(p), "checkpoint", names
+            student_from_checkpoint = None
+        if student_from_checkpoint is not None and not weights:
+            return student_from_checkpoint(ckpt), "checkpoint", names
         pt2 = p.with_suffix(".pt2")
         if not pt2.is_file():
             raise ModelError(f"model checkpoint {p} holds a derived student; its program {pt2.name} is missing")
         return load_program(pt2), "pt2", names
     module = load_factory(definition, "checkpoint definition")
-    load_weights(module, weights or p, "weights" if weights else "checkpoint weights")
+    if weights:
+        load_weights(module, weights, "weights")
+    else:
+        load_weights(module, p, "checkpoint weights", loaded=ckpt)
     return module, "checkpoint", names
