@@ -13,12 +13,16 @@ from collections import Counter
 import onnx
 
 
+def _definitions(graph: onnx.GraphProto) -> Counter[str]:
+    """How often each name is defined by graph inputs, initializers (not also inputs) and node outputs."""
+    inputs = {i.name for i in graph.input}
+    return Counter([i.name for i in graph.input] + [t.name for t in graph.initializer if t.name not in inputs]
+                   + [o for n in graph.node for o in n.output if o])
+
+
 def duplicate_names(graph: onnx.GraphProto) -> list[str]:
     """Names defined more than once by graph inputs, initializers and node outputs."""
-    defs = Counter([i.name for i in graph.input] + [t.name for t in graph.initializer if t.name not in
-                                                    {i.name for i in graph.input}]
-                   + [o for n in graph.node for o in n.output if o])
-    return sorted(name for name, k in defs.items() if k > 1)
+    return sorted(name for name, k in _definitions(graph).items() if k > 1)
 
 
 def fix_duplicate_names(graph: onnx.GraphProto) -> list[str]:
@@ -28,16 +32,13 @@ def fix_duplicate_names(graph: onnx.GraphProto) -> list[str]:
 
     Uses are rewired in graph order: a node reads the most recent definition before it, as the exporter meant.
     """
-    dups = set(duplicate_names(graph))
+    total = _definitions(graph)
+    dups = {name for name, k in total.items() if k > 1}
     if not dups:
         return []
-    taken = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {
-        o for n in graph.node for o in n.output}
-    total = Counter([i.name for i in graph.input] + [t.name for t in graph.initializer if t.name not in
-                                                     {i.name for i in graph.input}]
-                    + [o for n in graph.node for o in n.output if o])
-    outputs = {o.name for o in graph.output}
     inputs = {i.name for i in graph.input}
+    taken = inputs | {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
     # the definition that keeps the name: the last one for a graph output, else the graph input, else the last
     keeper = {n: (total[n] if n in outputs or n not in inputs else 1) for n in dups}
     seen: Counter[str] = Counter()
@@ -61,11 +62,10 @@ def fix_duplicate_names(graph: onnx.GraphProto) -> list[str]:
             notes.append(f"{what} {name!r} renamed to {new!r} (the name was defined {total[name]} times)")
         return new
 
-    input_names = {i.name for i in graph.input}
     for vi in graph.input:
         vi.name = define(vi.name, "graph input")
     for t in graph.initializer:
-        if t.name not in input_names:
+        if t.name not in inputs:
             t.name = define(t.name, "initializer")
     for node in graph.node:
         for i, name in enumerate(node.input):
