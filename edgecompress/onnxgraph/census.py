@@ -6,6 +6,7 @@ Read-only helpers over an `onnx.ModelProto` (no ONNX Runtime, no torch):
 * `count_params(model)`   -> number of initializer elements (optionally without quantization bookkeeping)
 * `count_macs(model)`     -> `MacReport` (Conv, ConvTranspose, Gemm, MatMul and their quantized forms)
 * `quant_state(model)`    -> "none" | "qdq" | "qoperator" | "dynamic"
+* `consumers(graph)`      -> tensor name -> the nodes that read it
 * `int8_census(model)`    -> how many Conv/MatMul/Gemm run in int8 vs float (QDQ node units, QOperator,
   Integer and ORT contrib ops understood), usable on ONNX Runtime's optimized graph.
 
@@ -93,6 +94,15 @@ def _all_nodes(graph: onnx.GraphProto):
         yield n
         for g in _subgraphs(n):
             yield from _all_nodes(g)
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes of `graph` (not its subgraphs) that take it as an input, once per use."""
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
 
 
 def node_names(graph: onnx.GraphProto) -> list[str]:

@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..onnxgraph.census import consumers
+
 PASSTHROUGH = ("Relu",)
 
 
@@ -49,24 +51,20 @@ def has_depthwise(model: onnx.ModelProto) -> bool:
 
 def _pairs(model: onnx.ModelProto, inits: dict[str, np.ndarray], result: EqualizeResult):
     g = model.graph
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    uses: dict[str, int] = {}
-    for n in g.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
+    readers = consumers(g)
     outputs = {o.name for o in g.output}
+
+    def used_once(name: str) -> bool:
+        return len(readers.get(name, [])) == 1
 
     def skip(reason: str) -> None:
         result.skipped[reason] = result.skipped.get(reason, 0) + 1
 
     for c1 in g.node:
-        if c1.op_type != "Conv" or len(c1.input) < 2 or c1.input[1] not in inits or uses.get(c1.input[1]) != 1:
+        if c1.op_type != "Conv" or len(c1.input) < 2 or c1.input[1] not in inits or not used_once(c1.input[1]):
             continue
         y = c1.output[0]
-        nxt = consumers.get(y, [])
+        nxt = readers.get(y, [])
         if y in outputs or len(nxt) != 1:
             continue
         mid = None
@@ -74,15 +72,15 @@ def _pairs(model: onnx.ModelProto, inits: dict[str, np.ndarray], result: Equaliz
             mid = nxt[0]
             if mid.output[0] in outputs:
                 continue
-            nxt = consumers.get(mid.output[0], [])
+            nxt = readers.get(mid.output[0], [])
             if len(nxt) != 1:
                 continue
-        elif nxt[0].op_type == "Clip" and nxt[0].output[0] in {i for c in consumers.get(nxt[0].output[0], [])
+        elif nxt[0].op_type == "Clip" and nxt[0].output[0] in {i for c in readers.get(nxt[0].output[0], [])
                                                               if c.op_type == "Conv" for i in c.input}:
             skip("pair through Clip (ReLU6) is not scale-equivariant")
             continue
         c2 = nxt[0]
-        if c2.op_type != "Conv" or len(c2.input) < 2 or c2.input[1] not in inits or uses.get(c2.input[1]) != 1:
+        if c2.op_type != "Conv" or len(c2.input) < 2 or c2.input[1] not in inits or not used_once(c2.input[1]):
             continue
         w1, w2 = inits[c1.input[1]], inits[c2.input[1]]
         ch = w1.shape[0]
@@ -94,7 +92,7 @@ def _pairs(model: onnx.ModelProto, inits: dict[str, np.ndarray], result: Equaliz
         else:
             skip("grouped conv pair with mismatched channels")
             continue
-        if len(c1.input) > 2 and c1.input[2] and (c1.input[2] not in inits or uses.get(c1.input[2]) != 1):
+        if len(c1.input) > 2 and c1.input[2] and (c1.input[2] not in inits or not used_once(c1.input[2])):
             continue
         yield c1, c2, kind
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import onnx
 
 from ..errors import ModelError, RuntimeFailure
-from ..onnxgraph.census import op_histogram, quant_state
+from ..onnxgraph.census import consumers, op_histogram, quant_state
 
 PRE_PROCESS_ATTEMPTS: tuple[tuple[str, dict[str, bool]], ...] = (
     ("default", {}),
@@ -50,17 +50,14 @@ def check_not_quantized(model: onnx.ModelProto, origin: str) -> None:
 
 def _decomposed_layernorm(model: onnx.ModelProto) -> int:
     """Count ReduceMean -> Sub -> Pow -> ReduceMean chains (a LayerNorm exported op by op)."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    readers = consumers(model.graph)
     count = 0
     for n in model.graph.node:
         if n.op_type != "ReduceMean":
             continue
-        subs = [c for c in consumers.get(n.output[0], []) if c.op_type == "Sub"]
+        subs = [c for c in readers.get(n.output[0], []) if c.op_type == "Sub"]
         for s in subs:
-            if any(c.op_type == "Pow" for c in consumers.get(s.output[0], [])):
+            if any(c.op_type == "Pow" for c in readers.get(s.output[0], [])):
                 count += 1
                 break
     return count

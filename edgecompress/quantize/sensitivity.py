@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from ..data import FeedData
+from ..onnxgraph.census import consumers
 from ..onnxgraph.extra_outputs import session_with_outputs
 
 # nodes that can fall back to fp32 usefully (they carry int8 compute); every node's output is measured
@@ -41,10 +42,7 @@ def rank_nodes(fp32_path: Path, q_path: Path, data: FeedData, *, quantizable: se
     q = onnx.load(str(q_path))
     q_producer = {o: n.op_type for n in q.graph.node for o in n.output}
     fp_producer = {o: n.op_type for n in fp.graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in fp.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    readers = consumers(fp.graph)
     nodes = [n for n in fp.graph.node if n.name and n.op_type in COMPUTE_OPS
              and (quantizable is None or n.name in quantizable)]
     float_inputs = {i.name for i in fp.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
@@ -61,7 +59,7 @@ def rank_nodes(fp32_path: Path, q_path: Path, data: FeedData, *, quantizable: se
     def effective_output(n: onnx.NodeProto) -> str:
         out = n.output[0]
         if q_producer.get(out) != n.op_type:
-            nxt = consumers.get(out, [])
+            nxt = readers.get(out, [])
             if len(nxt) == 1 and nxt[0].output[0] in relu_folded:
                 return nxt[0].output[0]
         return out
