@@ -138,7 +138,7 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
         (tmp / "report.html").write_text(report_html.render(manifest, points=points, sensitivity=sens,
                                                             latency_samples=samples), encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(modelcard.render(manifest), encoding="utf-8")
-        manifest["files"] = _file_table(tmp)
+        manifest["files"] = _file_table(tmp, known=manifest["files"])  # hash only the two files written since
         sealed = mf.seal(manifest)
         (tmp / mf.MANIFEST).write_text(mf.dumps(sealed), encoding="utf-8")
     # the folder is complete and in place; the tarball follows (an interrupt in between leaves a whole folder)
@@ -190,8 +190,11 @@ def _has_external_data(path: Path) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(m))
 
 
-def _file_table(root: Path) -> dict[str, dict[str, Any]]:
-    return {rel: {"sha256": sha256_file(root / rel), "size": (root / rel).stat().st_size}
+def _file_table(root: Path, known: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every release file but the manifest, sorted; entries in `known` (files unchanged since
+    that table was made) are reused rather than read again."""
+    known = known or {}
+    return {rel: dict(known[rel]) if rel in known else {"sha256": sha256_file(root / rel), "size": (root / rel).stat().st_size}
             for rel in release_files(root) if rel != mf.MANIFEST}
 
 
