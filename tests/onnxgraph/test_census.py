@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecompress.onnxgraph.census import count_macs, count_params, int8_census, op_histogram, quant_state
+from edgecompress.onnxgraph.census import consumers, count_macs, count_params, int8_census, op_histogram, quant_state
 
 
 def _init(name: str, shape, seed: int = 0) -> onnx.TensorProto:
@@ -50,6 +50,14 @@ def test_histogram_qualifies_non_default_domains():
     hist = op_histogram(m)
     assert hist == {"Conv": 2, "Flatten": 1, "Gemm": 1, "Relu": 1, "com.microsoft.FusedGemm": 1}
     assert list(hist)[0] == "Conv"  # most frequent first
+
+
+def test_consumers_one_entry_per_use():
+    m = small_cnn()
+    m.graph.node.append(helper.make_node("Add", ["r1", "r1"], ["s"], name="twice"))
+    readers = consumers(m.graph)
+    assert [n.name for n in readers["r1"]] == ["dw", "twice", "twice"]
+    assert [n.name for n in readers["x"]] == ["conv1"] and "y" not in readers
 
 
 def test_histogram_counts_subgraph_nodes():
