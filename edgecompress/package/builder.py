@@ -145,8 +145,7 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
     tar_sha = None
     if config.tarball:
         with atomic_path(tar_path) as tmp_tar:
-            write_tarball(out, f"{config.name}-{config.version}", tmp_tar)
-        tar_sha = sha256_file(tar_path)
+            tar_sha = write_tarball(out, f"{config.name}-{config.version}", tmp_tar)
 
     report = PackageReport(release=str(out), tarball=str(tar_path) if config.tarball else None,
                            tarball_sha256=tar_sha, files=sealed["files"], metrics=metrics, budgets=budget_results,

@@ -58,28 +58,37 @@ def _write_tar(root: Path, top: str, fileobj: Any) -> None:
                     tf.addfile(_info(f"{top}/{rel}", is_dir=False, size=path.stat().st_size), fh)
 
 
-def write_tarball(root: Path, top: str, dest: Path) -> None:
+def write_tarball(root: Path, top: str, dest: Path) -> str:
     """Write the release folder `root` to `dest` as a gzip'd tar whose bytes depend only on the files' paths and
-    contents (streamed: memory stays small for large models)."""
-    with open(dest, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz:
-        _write_tar(root, top, gz)
+    contents (streamed: memory stays small for large models). Returns the tarball's sha256, hashed as written."""
+    with open(dest, "wb") as raw:
+        sink = _HashSink(raw)
+        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=GZIP_LEVEL) as gz:
+            _write_tar(root, top, gz)
+    return sink.h.hexdigest()
 
 
 class _HashSink:
-    """A write-only file object that only hashes what is written."""
+    """A write-only file object that hashes what is written and passes it on to `out`, if given."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Any = None) -> None:
         self.h = hashlib.sha256()
         self.n = 0
+        self.out = out
 
     def write(self, data: bytes) -> int:
         self.h.update(data)
         self.n += len(data)
+        if self.out is not None:
+            self.out.write(data)
         return len(data)
 
     def tell(self) -> int:
         return self.n
+
+    def flush(self) -> None:
+        if self.out is not None:
+            self.out.flush()
 
 
 # the 10-byte gzip header `write_tarball` writes: magic, deflate, no flags, mtime 0, XFL for level 6, OS unknown
