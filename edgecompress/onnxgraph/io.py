@@ -12,7 +12,8 @@ from onnx import helper
 
 from ..data import TensorSpec
 from ..errors import ModelError
-from ..fsutil import atomic_path, require_file
+from ..fsutil import atomic_write_bytes, require_file
+from ..specs import short
 
 MAX_PROTO = 2**31 - 1
 
@@ -25,7 +26,7 @@ def load_model(path: str | os.PathLike[str], *, load_external: bool = True, chec
     try:
         model = onnx.load(str(p), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"model {p} is not a valid ONNX protobuf ({type(exc).__name__}: {_short(exc)})") from None
+        raise ModelError(f"model {p} is not a valid ONNX protobuf ({type(exc).__name__}: {short(exc, 300)})") from None
     if not model.graph.node and not model.graph.output:
         raise ModelError(f"model {p} has an empty graph (not an ONNX model, or a truncated file)")
     if not model.opset_import:
@@ -42,7 +43,7 @@ def load_model(path: str | os.PathLike[str], *, load_external: bool = True, chec
         try:
             onnx.load_external_data_for_model(model, str(base))
         except (OSError, ValueError) as exc:
-            raise ModelError(f"model {p}: cannot read external data ({_short(exc)})") from None
+            raise ModelError(f"model {p}: cannot read external data ({short(exc, 300)})") from None
     if check:
         check_model(model, str(p))
     return model
@@ -52,15 +53,8 @@ def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
     try:
         if model.ByteSize() < MAX_PROTO:
             onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"{origin} fails the ONNX checker: {_short(exc)}") from None
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"{origin} fails the ONNX checker: {_short(exc)}") from None
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    except (onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{origin} fails the ONNX checker: {short(exc, 300)}") from None
 
 
 def _external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
@@ -78,9 +72,7 @@ def save_model(model: onnx.ModelProto, dest: str | os.PathLike[str]) -> Path:
     data = model.SerializeToString()
     if len(data) >= MAX_PROTO:
         raise ModelError("model is larger than 2 GB; external data output is not supported yet")
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
-    return Path(dest)
+    return atomic_write_bytes(dest, data)
 
 
 def _dims(vi: onnx.ValueInfoProto) -> tuple[int | str | None, ...]:
