@@ -57,11 +57,11 @@ def unprunable_error(analysis: Analysis) -> UnsupportedError:
                             hint="see the reasons per group (--json); use --skip or re-export the model", report=report)
 
 
-def fidelity(ref: onnx.ModelProto, got: onnx.ModelProto, data: FeedData) -> Fidelity:
-    s_ref = make_session(ref.SerializeToString(), origin="input model")
+def fidelity(ref: list[list[np.ndarray]], got: onnx.ModelProto, data: FeedData) -> Fidelity:
+    """Fidelity of `got` against `ref`, the input model's outputs on `data` (run_all)."""
     s_got = make_session(got.SerializeToString(), origin="pruned model")
-    a, b = run_all(s_ref, data), run_all(s_got, data)
-    r = np.concatenate([np.asarray(x, np.float64).reshape(1, -1) for x in a[0]])
+    b = run_all(s_got, data)
+    r = np.concatenate([np.asarray(x, np.float64).reshape(1, -1) for x in ref[0]])
     g = np.concatenate([np.asarray(x, np.float64).reshape(1, -1) for x in b[0]])
     if r.shape != g.shape:
         raise ValidationError(f"pruned model output shape {g.shape} differs from the input model's {r.shape}")
@@ -72,12 +72,30 @@ def fidelity(ref: onnx.ModelProto, got: onnx.ModelProto, data: FeedData) -> Fide
     cos = float((r * g).sum() / den) if den > 0 else 1.0
     rel = float(np.linalg.norm(r - g) / max(np.linalg.norm(r), 1e-12))
     top1 = acc_in = acc_out = None
-    if r.shape[1] > 1 and np.ndim(a[0][0]) == 2:
+    if r.shape[1] > 1 and np.ndim(ref[0][0]) == 2:
         top1 = float((r.argmax(1) == g.argmax(1)).mean())
         if data.labels is not None and len(data.labels) == len(r):
             lab = np.asarray(data.labels).reshape(-1)
             acc_in, acc_out = float((r.argmax(1) == lab).mean()), float((g.argmax(1) == lab).mean())
     return Fidelity(len(r), cos, err, rel, top1, acc_in, acc_out)
+
+
+class _Fidelities:
+    """fidelity() of pruned models on datasets; the input model runs once per dataset and each (model, dataset)
+    pair is measured once."""
+
+    def __init__(self, base: onnx.ModelProto) -> None:
+        self.base = base.SerializeToString()
+        self.refs: dict[int, tuple[FeedData, list[list[np.ndarray]]]] = {}
+        self.done: dict[tuple[int, int], tuple[onnx.ModelProto, FeedData, Fidelity]] = {}
+
+    def __call__(self, got: onnx.ModelProto, data: FeedData) -> Fidelity:
+        key = (id(got), id(data))
+        if key not in self.done:
+            if id(data) not in self.refs:
+                self.refs[id(data)] = data, run_all(make_session(self.base, origin="input model"), data)
+            self.done[key] = got, data, fidelity(self.refs[id(data)][1], got, data)
+        return self.done[key][2]
 
 
 def _group_reports(analysis: Analysis, scores: dict, keep: dict) -> tuple[tuple, tuple]:
@@ -144,7 +162,8 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     if check is None and all(t.dtype.kind == "f" for t in input_specs(src)):
         check = random_feeds(input_specs(src), 4, seed=0)
         notes.append("no calibration/eval data: fidelity is measured on 4 random inputs")
-    fid_raw = fidelity(base, raw, check) if check is not None else None
+    fids = _Fidelities(base)
+    fid_raw = fids(raw, check) if check is not None else None
     fid = fid_raw
     if calib is not None and config.reconstruct and plan.keep:
         ls = LeastSquaresReconstruction(base, analysis, plan.keep, feeds)
@@ -154,14 +173,12 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
         notes += ls.notes
         recon, bn_done = ls.refitted, bn.updated
         final = to_proto(pruned_ir)
-        before = fid_raw if check is calib else fidelity(base, raw, calib)
-        after = fidelity(base, final, calib)
-        fid = fidelity(base, final, check) if check is not calib else after
+        before, after, fid = fids(raw, calib), fids(final, calib), fids(final, check)
         if after.rel_error > before.rel_error:
             notes.append(f"reconstruction raised the output error on the calibration data ({before.rel_error:.4g} "
                          f"-> {after.rel_error:.4g}); the model without reconstruction is written")
             final, fid, recon, bn_done = raw, fid_raw, [], []
-    _validate(src, final)
+    _validate(src, final, loaded=check is not None)  # fidelity loaded `final` in ORT whenever it was measured
     save_model(final, out)
 
     macs1 = census.count_macs(final)
@@ -175,7 +192,7 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     return StageResult(art.derive(Path(out), "prune", config=config, metrics=metrics), report)
 
 
-def _validate(src: onnx.ModelProto, final: onnx.ModelProto) -> None:
+def _validate(src: onnx.ModelProto, final: onnx.ModelProto, *, loaded: bool) -> None:
     try:
         check_model(final, "pruned model")
     except Exception as exc:  # ModelError from the checker: our bug, reported as a failed validation
@@ -183,4 +200,5 @@ def _validate(src: onnx.ModelProto, final: onnx.ModelProto) -> None:
     if [(t.name, t.dtype) for t in input_specs(final)] != [(t.name, t.dtype) for t in input_specs(src)] or \
             [t.name for t in output_specs(final)] != [t.name for t in output_specs(src)]:
         raise ValidationError("pruned model changed the model's I/O signature")
-    make_session(final.SerializeToString(), origin="pruned model")
+    if not loaded:
+        make_session(final.SerializeToString(), origin="pruned model")
