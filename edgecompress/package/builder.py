@@ -93,9 +93,10 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
 
         onnx_sess = make_session(model_file, origin="model.onnx")
         ort_sess = ort_session(tmp / "model.ort")
-        expected = [o[0] for o in run_all(onnx_sess, [sample_feed])]
         parity_data = FeedData.from_feeds([sample_feed] + (ev.head(PARITY_SAMPLES).feeds() if ev is not None else []))
-        cmp = compare_outputs(run_all(onnx_sess, parity_data), run_all(ort_sess, parity_data), out_names, rel_tol=tol)
+        onnx_out = run_all(onnx_sess, parity_data)
+        expected = [o[0] for o in onnx_out]  # the sample feed is parity sample 0
+        cmp = compare_outputs(onnx_out, run_all(ort_sess, parity_data), out_names, rel_tol=tol)
         if not cmp.ok:
             raise ValidationError(f"model.ort does not match model.onnx within tolerance {tol}: {cmp.summary()}",
                                   report=cmp.to_dict())
@@ -109,7 +110,7 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
         if base_path is not None:
             size["baseline_mb"] = round(base_path.stat().st_size / 1e6, 6)
             size["ratio_vs_baseline"] = round(base_path.stat().st_size / max(size["onnx_bytes"], 1), 4)
-        accuracy = met.accuracy_metrics(model_file, ev, base_path)
+        accuracy = met.accuracy_metrics(model_file, ev, base_path, session=onnx_sess)
         latency, samples = _latency(config, prof, bench_report, src, model_file, sample_feed, notes)
         metrics = {"size": size, "latency": latency, "accuracy": accuracy,
                    "ort_parity": {"samples": cmp.samples, "max_abs": max((o.max_abs for o in cmp.outputs), default=0.0),

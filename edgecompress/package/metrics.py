@@ -33,11 +33,14 @@ def top1(outputs: list[list[np.ndarray]]) -> np.ndarray | None:
     return np.asarray([int(np.argmax(o.reshape(-1))) for o in first])
 
 
-def accuracy_metrics(model: Path, data: FeedData | None, baseline: Path | None) -> dict[str, Any] | None:
-    """Top-1 accuracy (with labels), the baseline's, their delta, and agreement/error against the baseline."""
+def accuracy_metrics(model: Path, data: FeedData | None, baseline: Path | None, *,
+                     session: Any = None) -> dict[str, Any] | None:
+    """Top-1 accuracy (with labels), the baseline's, their delta, and agreement/error against the baseline.
+
+    `session`: an open one-thread session of `model` to run instead of opening another."""
     if data is None:
         return None
-    out = outputs_of(model, data)
+    out = run_all(session, data) if session is not None else outputs_of(model, data)
     pred = top1(out)
     res: dict[str, Any] = {"samples": data.n, "metric": "top1", "model": None, "baseline": None, "delta": None,
                            "drop": None, "top1_agreement": None, "max_abs_error_vs_baseline": None}
