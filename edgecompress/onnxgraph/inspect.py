@@ -16,7 +16,7 @@ import onnx
 
 from ..errors import ModelError
 from .census import MacReport, count_macs, count_params, int8_census, op_histogram, quant_state
-from .io import _external_tensors, input_specs, load_model, opset_version, output_specs
+from .io import external_tensors, input_specs, load_model, opset_version, output_specs
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _tensor_nbytes(t: onnx.TensorProto) -> int:
 def _external_info(model: onnx.ModelProto, base: Path) -> list[dict[str, Any]]:
     """One row per external data file: location, size on disk, tensors stored there."""
     files: dict[str, dict[str, Any]] = {}
-    for t in _external_tensors(model):
+    for t in external_tensors(model):
         loc = next((e.value for e in t.external_data if e.key == "location"), "")
         if os.path.isabs(loc) or ".." in Path(loc).parts:
             raise ModelError(f"model {base}: external data location {loc!r} escapes the model's folder")

@@ -31,9 +31,9 @@ def load_model(path: str | os.PathLike[str], *, load_external: bool = True, chec
         raise ModelError(f"model {p} has an empty graph (not an ONNX model, or a truncated file)")
     if not model.opset_import:
         raise ModelError(f"model {p} declares no opset_import")
-    if load_external and _has_external(model):
+    if load_external and has_external(model):
         base = p.parent
-        for t in _external_tensors(model):
+        for t in external_tensors(model):
             loc = next((e.value for e in t.external_data if e.key == "location"), "")
             if os.path.isabs(loc) or ".." in Path(loc).parts:
                 raise ModelError(f"model {p}: external data location {loc!r} escapes the model's folder")
@@ -57,14 +57,16 @@ def check_model(model: onnx.ModelProto, origin: str = "model") -> None:
         raise ModelError(f"{origin} fails the ONNX checker: {short(exc, 300)}") from None
 
 
-def _external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+def external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """The tensors of `model` (initializers, Constant and subgraph tensors) whose data lives in external files."""
     from onnx.external_data_helper import _get_all_tensors  # noqa: PLC2701 - onnx's own helper
 
     return [t for t in _get_all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
-def _has_external(model: onnx.ModelProto) -> bool:
-    return bool(_external_tensors(model))
+def has_external(model: onnx.ModelProto) -> bool:
+    """True when some tensor of `model` keeps its data in an external file."""
+    return bool(external_tensors(model))
 
 
 def save_model(model: onnx.ModelProto, dest: str | os.PathLike[str]) -> Path:

@@ -20,7 +20,7 @@ from ..data import load_data
 from ..errors import BudgetError, ConfigError
 from ..fsutil import atomic_copy, check_output_path, private_tempdir, working_directory
 from ..onnxgraph.census import count_macs
-from ..onnxgraph.io import input_specs, load_model
+from ..onnxgraph.io import external_tensors, input_specs, load_model
 from ..targets import get_target
 from .config import QuantizeConfig
 from .equalize import equalize, has_depthwise
@@ -127,16 +127,10 @@ def _private_copy(src: Path, folder: Path) -> Path:
     dest = folder / src.name
     shutil.copyfile(src, dest)
     proto = onnx.load(str(src), load_external_data=False)
-    for loc in sorted({e.value for t in _all_tensors(proto) for e in t.external_data if e.key == "location"}):
+    for loc in sorted({e.value for t in external_tensors(proto) for e in t.external_data if e.key == "location"}):
         (dest.parent / loc).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src.parent / loc, dest.parent / loc)
     return dest
-
-
-def _all_tensors(proto: onnx.ModelProto):
-    from onnx.external_data_helper import _get_all_tensors  # noqa: PLC2701 - onnx's own helper
-
-    return _get_all_tensors(proto)
 
 
 def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
