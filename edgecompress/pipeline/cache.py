@@ -41,9 +41,15 @@ def path_hash(path: str | Path) -> str:
     if p.is_file():
         return sha256_file(p)
     h = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file()):
-        h.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
+    for rel, digest in file_hashes(p).items():
+        h.update(f"{rel}\0{digest}\n".encode())
     return h.hexdigest()
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """{relative posix path: sha256} of every file below `folder`, sorted by path."""
+    return {f.relative_to(folder).as_posix(): sha256_file(f) for f in sorted(q for q in folder.rglob("*")
+                                                                              if q.is_file())}
 
 
 def data_hash(spec: str) -> str:
@@ -104,10 +110,7 @@ class StageDir:
                                   "tool_version": __version__}
         with atomic_dir(self.path) as tmp:
             yield tmp, record
-            files = {}
-            for f in sorted(q for q in tmp.rglob("*") if q.is_file()):
-                files[f.relative_to(tmp).as_posix()] = sha256_file(f)
-            record["files"] = files
+            record["files"] = file_hashes(tmp)
             atomic_write_text(tmp / MARKER, json.dumps(config_to_dict(record), indent=2, sort_keys=True,
                                                        default=str) + "\n")
 

@@ -134,12 +134,15 @@ def _rel(path: str, root: Path) -> str:
 
 
 def _into(work: Path, artifact_path: Path) -> str:
-    """The artifact's path relative to the stage folder (copied in if a stage wrote it elsewhere)."""
+    """The artifact's (file or folder) path relative to the stage folder, copied in if a stage wrote it elsewhere."""
     p = Path(artifact_path)
     try:
         return p.resolve().relative_to(work.resolve()).as_posix()
     except ValueError:
-        shutil.copyfile(p, work / p.name)
+        if p.is_dir():
+            shutil.copytree(p, work / p.name)
+        else:
+            shutil.copyfile(p, work / p.name)
         return p.name
 
 
@@ -339,19 +342,11 @@ class PackageStep(Step):
         rep = _report(result.report)
         release = Path(result.artifact.path)
         release_dir = release if release.is_dir() else release.parent
-        extra = {"release": _into_dir(work, release_dir), "name": f"{cfg.name}-{cfg.version}"}
+        extra = {"release": _into(work, release_dir), "name": f"{cfg.name}-{cfg.version}"}
         tar = rep.get("tarball")
         if tar:
             extra["tarball"] = _into(work, Path(tar))
         return StepOutput(report=rep, extra=extra)
-
-
-def _into_dir(work: Path, folder: Path) -> str:
-    try:
-        return folder.resolve().relative_to(work.resolve()).as_posix()
-    except ValueError:
-        shutil.copytree(folder, work / folder.name)
-        return folder.name
 
 
 STEPS: dict[str, Step] = {s.name: s for s in (TrainStep(), DistillStep(), ExportStep(), PruneStep(), QuantizeStep(),
