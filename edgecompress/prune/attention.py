@@ -30,7 +30,6 @@ class _Proj:
     weight: ir.Value
     out_axis: int
     bias: ir.Value | None
-    bias_node: ir.Node | None
     reshape: ir.Node
 
 
@@ -64,25 +63,25 @@ def _back_to_reshape(v: ir.Value, chain: list[ir.Node]) -> ir.Node | None:
 def _projection(reshape: ir.Node, chain: list[ir.Node]) -> _Proj | None:
     v = reshape.inputs[0]
     node = v.producer()
-    bias = bias_node = None
+    bias = None
     if node is not None and node.op_type == "Add" and len(node.inputs) == 2:
         ci = 0 if is_const(node.inputs[0]) else 1 if is_const(node.inputs[1]) else None
         if ci is None:
             return None
-        bias, bias_node = node.inputs[ci], node
+        bias = node.inputs[ci]
         chain.append(node)
         node = node.inputs[1 - ci].producer()
     if node is None:
         return None
     if node.op_type == "MatMul" and const_array(node.inputs[1]) is not None and const_array(node.inputs[1]).ndim == 2:
-        return _Proj(node, node.inputs[1], 1, bias, bias_node, reshape)
+        return _Proj(node, node.inputs[1], 1, bias, reshape)
     if node.op_type == "Gemm" and const_array(node.inputs[1]) is not None and not int(attr(node, "transA", 0)):
         if bias is not None or (len(node.inputs) > 2 and node.inputs[2] is not None):
             if bias is None:
                 bias = node.inputs[2]
             else:
                 return None
-        return _Proj(node, node.inputs[1], 0 if int(attr(node, "transB", 0)) else 1, bias, None, reshape)
+        return _Proj(node, node.inputs[1], 0 if int(attr(node, "transB", 0)) else 1, bias, reshape)
     return None
 
 
@@ -200,7 +199,7 @@ def claim_attention(a: Analyzer) -> None:
             a.claimed_full.add(n.name)
         for n in internal:
             if n.op_type == "MatMul":
-                a.macs.append(MacDeps(n.name, ((hs, heads),), None, heads, depthwise=True))
+                a.macs.append(MacDeps(n.name, ((hs, heads),), None))
 
 
 def _use(out: ir.Node, merge: ir.Node, d: int) -> Use:

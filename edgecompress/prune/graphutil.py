@@ -150,6 +150,3 @@ def unshare_constants(graph: ir.Graph) -> int:
             changed += 1
     return changed
 
-
-def topo_nodes(graph: ir.Graph) -> list[ir.Node]:
-    return list(graph)

@@ -96,8 +96,6 @@ class MacDeps:
     node: str
     in_segs: tuple[tuple[int, int], ...]
     out_space: int | None
-    out_n: int
-    depthwise: bool = False
 
 
 @dataclass
@@ -131,15 +129,11 @@ class Analysis:
     macs: list[MacDeps]
     notes: list[str]
 
-    def group(self, gid: int) -> Group:
-        return self.groups[gid]
-
 
 class Analyzer:
     """Holds the spaces, union-find and per-tensor layouts while rules run over the graph."""
 
     def __init__(self, model: ir.Model, skip: Sequence[str] = ()) -> None:
-        self.model = model
         self.graph = model.graph
         self.skip = set(skip)
         self.spaces: list[Space] = []

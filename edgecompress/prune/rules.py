@@ -98,13 +98,13 @@ def _conv(a: Analyzer, node: ir.Node, lays: list) -> list:
         out = Layout(1, r, ((s, cout),))
         a.add_slice(out, w, 0, "weight_out", node.name)
         a.add_slice(out, b, 0, "bias", node.name)
-        a.macs.append(MacDeps(node.name, in_segs, s, cout))
+        a.macs.append(MacDeps(node.name, in_segs, s))
         return [out]
     if tracked(L) and L.axis == 1 and L.expand == 1 and group == L.channels == cout and W.shape[1] == 1:
         a.add_slice(L, w, 0, "dw_weight", node.name)
         a.add_slice(L, b, 0, "bias", node.name)
         a.fixes.append(Fix("dw_group", node.name, ()))
-        a.macs.append(MacDeps(node.name, L.segs, None, cout, depthwise=True))
+        a.macs.append(MacDeps(node.name, L.segs, None))
         return [L]
     a.block(L, f"grouped Conv {node.name} (group={group}) is not depthwise with multiplier 1")
     return [None]
@@ -124,7 +124,7 @@ def _weight_matmul(a: Analyzer, node: ir.Node, L, x: ir.Value, w: ir.Value, in_a
     n = int(W.shape[out_axis])
     if node.name in a.claimed_out:  # a Q/K/V projection: its output belongs to the heads space
         hs = a.head_space[node.name]
-        a.macs.append(MacDeps(node.name, in_segs, hs, a.spaces[hs].size))
+        a.macs.append(MacDeps(node.name, in_segs, hs))
         return [CLAIMED]
     if node.name in a.claimed_in:
         hs = a.head_space[node.name]
@@ -138,7 +138,7 @@ def _weight_matmul(a: Analyzer, node: ir.Node, L, x: ir.Value, w: ir.Value, in_a
             a.block(out, f"Gemm {node.name} has a non-constant bias")
         elif B.ndim >= 1 and B.shape[-1] == n and n > 1:
             a.add_slice(out, bias, B.ndim - 1, "bias", node.name)
-    a.macs.append(MacDeps(node.name, in_segs, s, n))
+    a.macs.append(MacDeps(node.name, in_segs, s))
     return [out]
 
 

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from .groups import Analysis, Group
-
-
-@dataclass(frozen=True)
-class Plan:
-    keep: dict[int, np.ndarray]  # group id -> sorted kept indices (only groups that lose channels)
-    predicted_macs: int | None
-    notes: tuple[str, ...] = ()
 
 
 def group_round(g: Group, round_to: int) -> int:
@@ -36,7 +28,8 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return np.sort(order[:k])
 
 
-def _plan(analysis: Analysis, scores: Mapping[int, np.ndarray], counts: Mapping[int, int]) -> dict[int, np.ndarray]:
+def make_plan(analysis: Analysis, scores: Mapping[int, np.ndarray], counts: Mapping[int, int]) -> dict[int, np.ndarray]:
+    """Group id -> sorted kept indices (the top-scored channels), only for groups that lose channels."""
     return {gid: _top(scores[gid], k) for gid, k in counts.items() if k < analysis.groups[gid].size}
 
 
@@ -89,14 +82,14 @@ class MacModel:
             if dep.in_segs:
                 n = sum(c for _, c in dep.in_segs)
                 f = sum(c * self.frac(s, counts) for s, c in dep.in_segs) / n
-            if dep.out_space is not None and not dep.depthwise:
+            if dep.out_space is not None:
                 f *= self.frac(dep.out_space, counts)
             total += base * f
         return int(round(total))
 
 
 def select_target_macs(analysis: Analysis, scores: Mapping[int, np.ndarray], target: float, round_to: int,
-                       min_keep: float, macs: MacModel) -> tuple[dict[int, int], int, list[str]]:
+                       min_keep: float, macs: MacModel) -> tuple[dict[int, int], list[str]]:
     """Global ranking: scores normalized by their group's mean; one threshold for all groups, found by bisection
     so that the predicted MACs just reach target x the input's MACs."""
     z = {gid: (s / s.mean() if s.size and s.mean() > 0 else np.ones_like(s)) for gid, s in scores.items()}
@@ -108,7 +101,7 @@ def select_target_macs(analysis: Analysis, scores: Mapping[int, np.ndarray], tar
     lo, hi = 0.0, max((float(zz.max()) for zz in z.values() if zz.size), default=1.0) + 1e-9
     best = counts_at(lo)
     if macs(best) <= goal:
-        return best, macs(best), []
+        return best, []
     for _ in range(60):
         mid = (lo + hi) / 2
         c = counts_at(mid)
@@ -122,9 +115,5 @@ def select_target_macs(analysis: Analysis, scores: Mapping[int, np.ndarray], tar
     if got > goal * 1.001:
         notes.append(f"target_macs {target:g} not reachable with min_keep={min_keep:g}, round_to={round_to}: "
                      f"predicted {got / macs.total:.3f} of the MACs kept")
-    return best, got, notes
+    return best, notes
 
-
-def make_plan(analysis: Analysis, scores: Mapping[int, np.ndarray], counts: Mapping[int, int],
-              predicted: int | None, notes: list[str]) -> Plan:
-    return Plan(_plan(analysis, scores, counts), predicted, tuple(notes))

@@ -140,9 +140,8 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     scores, more = compute_scores(work, analysis, gids, config.criterion, acts)
     notes += more
     macs0 = census.count_macs(base)
-    predicted = None
     if config.target_macs is not None:
-        counts, predicted, more = select_target_macs(analysis, scores, config.target_macs, round_to, config.min_keep,
+        counts, more = select_target_macs(analysis, scores, config.target_macs, round_to, config.min_keep,
                                                      MacModel(analysis, macs0.per_node, macs0.total))
         notes += more
         mode = "target_macs"
@@ -152,10 +151,10 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     else:
         counts = select_ratio(analysis, scores, config.ratio or 0.0, round_to, config.min_keep)
         mode = "ratio"
-    plan = make_plan(analysis, scores, counts, predicted, [])
+    keep = make_plan(analysis, scores, counts)
 
     pruned_ir = ir.from_proto(base)
-    ChannelRemovalPass(analysis, plan.keep)(pruned_ir)
+    ChannelRemovalPass(analysis, keep)(pruned_ir)
     raw = to_proto(pruned_ir)
     final, recon, bn_done = raw, [], []
     check = evald or calib
@@ -165,10 +164,10 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     fids = _Fidelities(base)
     fid_raw = fids(raw, check) if check is not None else None
     fid = fid_raw
-    if calib is not None and config.reconstruct and plan.keep:
-        ls = LeastSquaresReconstruction(base, analysis, plan.keep, feeds)
+    if calib is not None and config.reconstruct and keep:
+        ls = LeastSquaresReconstruction(base, analysis, keep, feeds)
         ls(pruned_ir)
-        bn = BatchNormMomentMatching(base, analysis, plan.keep, feeds)
+        bn = BatchNormMomentMatching(base, analysis, keep, feeds)
         bn(pruned_ir)
         notes += ls.notes
         recon, bn_done = ls.refitted, bn.updated
@@ -182,7 +181,7 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     save_model(final, out)
 
     macs1 = census.count_macs(final)
-    groups, blocked = _group_reports(analysis, scores, plan.keep)
+    groups, blocked = _group_reports(analysis, scores, keep)
     report = PruneReport(config.criterion, mode, round_to, groups, blocked, census.count_params(src),
                          census.count_params(final), macs0.total, macs1.total, fid,
                          fid_raw if recon or bn_done else None, tuple(recon), tuple(bn_done), tuple(notes))
