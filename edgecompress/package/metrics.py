@@ -8,7 +8,6 @@ the same release), else a measurement here when the target is host-compatible an
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -16,8 +15,6 @@ import numpy as np
 
 from ..data import FeedData
 from ..onnxgraph.runtime import compare_outputs, make_session, run_all
-
-PERCENTILES = ("p50", "p90", "p95", "p99")
 
 
 def outputs_of(path: Path | str, data: FeedData, threads: int = 1) -> list[list[np.ndarray]]:
@@ -134,28 +131,6 @@ def latency_from_bench(report: Any, model_path: Path | str) -> dict[str, Any] | 
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    a = np.asarray(samples, dtype=np.float64)
-    out = {p: _r(float(np.percentile(a, int(p[1:]))), 4) for p in PERCENTILES}
-    out.update(mean=_r(float(a.mean()), 4), std=_r(float(a.std()), 4), min=_r(float(a.min()), 4),
-               max=_r(float(a.max()), 4))
-    return out
-
-
-def measure_latency(model: Path, feed: dict[str, np.ndarray], threads: int, runs: int) -> dict[str, Any]:
-    """A short ORT timing loop on this host (one session, `runs` timed runs after 5 warm-ups)."""
-    sess = make_session(model, threads=threads, origin=model.name)
-    for _ in range(5):
-        sess.run(None, feed)
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return {"source": "measured", "where": "local", "machine": "", "threads": threads, "runs": runs,
-            "latency_ms": summarize(samples), "samples_ms": [_r(s, 4) for s in samples], "emulated": False}
 
 
 # ------------------------------------------------------------------------------------------------ variants
