@@ -220,16 +220,16 @@ def _known(s: tuple[Dim, ...] | None) -> bool:
 
 
 def _conv_out(node: onnx.NodeProto, x: tuple[Dim, ...], w: tuple[Dim, ...] | None) -> tuple[Dim, ...] | None:
-    nhwc = node.op_type.startswith("Nhwc") or bool(_attr(node, "channels_last", 0))
+    nhwc = node.op_type.startswith("Nhwc") or bool(attr(node, "channels_last", 0))
     sp = list(x[1:-1] if nhwc else x[2:])
-    k = list(w[2:]) if w is not None else list(_attr(node, "kernel_shape", []))
+    k = list(w[2:]) if w is not None else list(attr(node, "kernel_shape", []))
     if len(k) != len(sp) or not all(isinstance(d, int) for d in k):
         return None
     r = len(sp)
-    strides = list(_attr(node, "strides", [1] * r))
-    dil = list(_attr(node, "dilations", [1] * r))
-    pads = list(_attr(node, "pads", [0] * (2 * r)))
-    auto = _attr(node, "auto_pad", b"NOTSET")
+    strides = list(attr(node, "strides", [1] * r))
+    dil = list(attr(node, "dilations", [1] * r))
+    pads = list(attr(node, "pads", [0] * (2 * r)))
+    auto = attr(node, "auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     out: list[Dim] = []
     for i, d in enumerate(sp):
@@ -267,15 +267,15 @@ def _infer_node(node: onnx.NodeProto, shapes: dict[str, tuple[Dim, ...] | None],
             return None
         return _broadcast(data[0], data[1])
     if op == "Transpose":
-        perm = list(_attr(node, "perm", list(reversed(range(len(x))))))
+        perm = list(attr(node, "perm", list(reversed(range(len(x))))))
         return tuple(x[p] for p in perm) if len(perm) == len(x) else None
     if op == "Flatten":
-        axis = int(_attr(node, "axis", 1)) % max(len(x), 1)
+        axis = int(attr(node, "axis", 1)) % max(len(x), 1)
         if not all(isinstance(d, int) for d in x):
             return None
         return (_prod(x[:axis]), _prod(x[axis:]))
     if op in ("GlobalAveragePool", "GlobalMaxPool", "QLinearGlobalAveragePool"):
-        nhwc = bool(_attr(node, "channels_last", 0))
+        nhwc = bool(attr(node, "channels_last", 0))
         return (x[0], *([1] * (len(x) - 2)), x[-1]) if nhwc else (x[0], x[1], *([1] * (len(x) - 2)))
     if op in _CONV_LIKE:
         wi = 3 if op == "QLinearConv" else 1
@@ -355,7 +355,8 @@ class _Dims:
         return out
 
 
-def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
+def attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
+    """The value of attribute `name` of `node` (onnx.helper.get_attribute_value), or `default`."""
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
@@ -379,7 +380,7 @@ def _node_macs(node: onnx.NodeProto, name: str, kind: str, xi: int, wi: int,
     if kind in ("conv", "convT"):
         if w is None or len(w) < 3:
             return None
-        nhwc = node.op_type.startswith("Nhwc") or bool(_attr(node, "channels_last", 0))
+        nhwc = node.op_type.startswith("Nhwc") or bool(attr(node, "channels_last", 0))
         k = _prod(dims.val(d, name, "kernel") for d in w[2:])
         if kind == "conv":
             if y is None or len(y) != len(w):
@@ -400,16 +401,16 @@ def _node_macs(node: onnx.NodeProto, name: str, kind: str, xi: int, wi: int,
     if kind == "gemm":
         if len(x) != 2 or len(w) != 2:
             return None
-        ta, tb = int(_attr(node, "transA", 0)), int(_attr(node, "transB", 0))
+        ta, tb = int(attr(node, "transA", 0)), int(attr(node, "transB", 0))
         m, kk = (x[1], x[0]) if ta else (x[0], x[1])
         nn = w[0] if tb else w[1]
         return dims.val(m, name, "rows") * dims.val(kk, name, "inner") * dims.val(nn, name, "cols")
     # matmul with numpy broadcasting; 1-D operands are promoted
     if not x or not w:
         return None
-    if node.op_type == "FusedMatMul" and int(_attr(node, "transA", 0)) and len(x) >= 2:
+    if node.op_type == "FusedMatMul" and int(attr(node, "transA", 0)) and len(x) >= 2:
         x = x[:-2] + (x[-1], x[-2])
-    if node.op_type == "FusedMatMul" and int(_attr(node, "transB", 0)) and len(w) >= 2:
+    if node.op_type == "FusedMatMul" and int(attr(node, "transB", 0)) and len(w) >= 2:
         w = w[:-2] + (w[-1], w[-2])
     kk = dims.val(x[-1], name, "inner")
     m = dims.val(x[-2], name, "rows") if len(x) >= 2 else 1
@@ -507,7 +508,7 @@ def _dq_input_type(dq: onnx.NodeProto, types: dict[str, int], producers: dict[st
         return types[src]
     prod = producers.get(src)
     if prod is not None and (_dom(prod), prod.op_type) in _Q:
-        out_dtype = int(_attr(prod, "output_dtype", 0))
+        out_dtype = int(attr(prod, "output_dtype", 0))
         if out_dtype:
             return out_dtype
         if len(prod.input) > 2 and prod.input[2] in types:

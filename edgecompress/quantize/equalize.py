@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..onnxgraph.census import consumers
+from ..onnxgraph.census import attr, consumers
 
 PASSTHROUGH = ("Relu",)
 
@@ -32,18 +32,11 @@ class EqualizeResult:
         return self.pairs > 0
 
 
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    for a in node.attribute:
-        if a.name == name:
-            return int(onnx.helper.get_attribute_value(a))
-    return default
-
-
 def has_depthwise(model: onnx.ModelProto) -> bool:
     inits = {t.name: t for t in model.graph.initializer}
     for n in model.graph.node:
         if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits:
-            g = _attr(n, "group", 1)
+            g = attr(n, "group", 1)
             if g > 1 and inits[n.input[1]].dims[1] == 1:
                 return True
     return False
@@ -84,7 +77,7 @@ def _pairs(model: onnx.ModelProto, inits: dict[str, np.ndarray], result: Equaliz
             continue
         w1, w2 = inits[c1.input[1]], inits[c2.input[1]]
         ch = w1.shape[0]
-        g2 = _attr(c2, "group", 1)
+        g2 = attr(c2, "group", 1)
         if g2 == 1 and w2.shape[1] == ch:
             kind = "dense"
         elif g2 == ch and w2.shape[0] == ch and w2.shape[1] == 1:
