@@ -133,16 +133,6 @@ def check_canonical(tar_path: Path, extracted: Path, top: str) -> list[str]:
     return failures
 
 
-def tar_bytes(root: Path, top: str) -> bytes:
-    """`write_tarball` into memory (tests, small releases)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        dest = Path(d) / "t.tar.gz"
-        write_tarball(root, top, dest)
-        return dest.read_bytes()
-
-
 def check_members(members: list[tarfile.TarInfo]) -> tuple[list[str], list[tarfile.TarInfo], str | None]:
     """(failures, safe regular-file members, the top folder name)."""
     failures: list[str] = []
