@@ -25,7 +25,7 @@ from ..onnxgraph.runtime import compare_outputs
 from ..targets import TargetProfile, get_target
 from .config import BenchConfig
 from .emulation import EMULATION_NOTE, require_root
-from .report import BenchReport, ModelResult, RatioResult
+from .report import BenchReport, ModelResult
 from .stats import block_size, interleaved_ratios
 from .transport import EmulatedTransport, LocalTransport, stage_runner
 
@@ -221,7 +221,3 @@ def _emulate(staging: Path, paths, names, feeds_files, prof: TargetProfile, conf
     for r in results:
         out.append(replace(r, emulation=by_path.get(r.path)) if r.threads == t else r)
     return out
-
-
-def ratio_table(ratios: Sequence[RatioResult]) -> list[dict[str, Any]]:
-    return [r.to_dict() for r in ratios]

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import RemoteError, RuntimeFailure, UnsupportedError
+from ..errors import RuntimeFailure, UnsupportedError
 
 EMULATION_NOTE = ("emulated arm64 under qemu-user on this host: timings are 100-300x slower than a device "
                   "and are NOT device speed; use them only for output parity")
@@ -213,8 +213,3 @@ def _fake_cpu(root: Path) -> None:
     for name, value in (("possible", f"0-{FAKE_CPUS - 1}"), ("present", f"0-{FAKE_CPUS - 1}"),
                         ("online", f"0-{FAKE_CPUS - 1}"), ("kernel_max", "255")):
         (cpu / name).write_text(value + "\n")
-
-
-def emulation_failure(text: str) -> RemoteError:
-    return RemoteError(f"emulated arm64 run failed: {text[:300]}",
-                       hint="re-run `edgecompress bench --setup-emulation --force` if the root is damaged")
