@@ -66,7 +66,7 @@ def score(metric: str, against: str, ref: list[np.ndarray], got: list[np.ndarray
             a32 = float((r.argmax(1) == lab).mean())
             a8 = float((g.argmax(1) == lab).mean())
             drop = (a32 - a8) / a32 if a32 > 0 else (0.0 if a8 >= a32 else 1.0)
-            return Fidelity(metric, against, a32, a8, max(drop, 0.0) if drop > 0 else drop, n, cos)
+            return Fidelity(metric, against, a32, a8, drop, n, cos)
         agree = float((r.argmax(1) == g.argmax(1)).mean())
         return Fidelity(metric, against, 1.0, agree, 1.0 - agree, n, cos)
     if metric == "cosine":
