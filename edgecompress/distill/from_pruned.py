@@ -53,6 +53,8 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
     import onnx
     from onnx import numpy_helper
 
+    from ..onnxgraph.census import consumers
+
     if path.is_dir():
         raise InputError(f"pruned model {path} is a folder, not an .onnx file",
                          hint="give the .onnx written by `edgecompress prune`")
@@ -85,10 +87,7 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
     ops = {n.op_type for n in g.node}
     if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger"}:
         raise _fail("it is quantized; map the fp32 pruned model (before `edgecompress quantize`)")
-    users: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
+    users = consumers(g)
     layers: list[_Layer] = []
     by_output: dict[str, _Layer] = {}
     for n in g.node:
