@@ -31,20 +31,17 @@ GRID = 48  # candidate clipping points per side in the MSE search
 
 
 class FeedReader:
-    """An ORT CalibrationDataReader over a FeedData (re-startable), reporting progress per sample."""
+    """An ORT CalibrationDataReader over a FeedData, reporting progress per sample."""
 
     def __init__(self, data: FeedData, progress: Callable[[int], None] | None = None) -> None:
         self.data = data
         self.progress = progress
         self._it = iter(data)
-        self.count = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         feed = next(self._it, None)
-        if feed is not None:
-            self.count += 1
-            if self.progress:
-                self.progress(1)
+        if feed is not None and self.progress:
+            self.progress(1)
         return feed
 
     def __iter__(self):
@@ -58,9 +55,6 @@ class FeedReader:
 
     def __len__(self) -> int:
         return self.data.n
-
-    def rewind(self) -> None:
-        self._it = iter(self.data)
 
 
 def _rss_mb() -> float:
