@@ -11,12 +11,6 @@ from .graphutil import const_array, new_initializer, set_const
 from .groups import Analysis
 
 
-def removed_tensor_indices(offset: int, expand: int, removed: np.ndarray) -> np.ndarray:
-    if not len(removed):
-        return np.zeros(0, dtype=np.int64)
-    return (offset + (removed[:, None] * expand + np.arange(expand)[None, :])).reshape(-1)
-
-
 class ChannelRemovalPass:
     """Edits an onnx-ir model in place. `keep` maps group id -> sorted kept channel indices (only pruned groups)."""
 
@@ -44,7 +38,7 @@ class ChannelRemovalPass:
             if not len(removed):
                 continue
             for sl in g.slices:
-                cuts.setdefault((sl.value, sl.axis), []).append(removed_tensor_indices(sl.offset, sl.expand, removed))
+                cuts.setdefault((sl.value, sl.axis), []).append(sl.tensor_indices(removed))
         for (name, axis), parts in cuts.items():
             v = values[name]
             arr = const_array(v)

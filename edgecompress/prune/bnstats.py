@@ -15,7 +15,6 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from .apply import removed_tensor_indices
 from .calib import collect
 from .graphutil import attr, const_array, set_const
 from .groups import Analysis
@@ -41,7 +40,7 @@ class BatchNormMomentMatching:
         removed = []
         for gid, kept in self.keep.items():
             lost = np.setdiff1d(np.arange(self.analysis.groups[gid].size), kept)
-            removed += [removed_tensor_indices(sl.offset, sl.expand, lost) for sl in self.analysis.groups[gid].slices
+            removed += [sl.tensor_indices(lost) for sl in self.analysis.groups[gid].slices
                         if sl.node == node and sl.kind == "bn_scale"]
         return np.setdiff1d(np.arange(n), np.concatenate(removed)) if removed else np.arange(n)
 

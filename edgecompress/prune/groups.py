@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx_ir as ir
 
 CLAIMED = "claimed"  # a tensor owned by a matched attention block (handled as whole heads)
@@ -31,6 +32,11 @@ class Slice:
     expand: int
     kind: str  # weight_out | weight_in | dw_weight | bias | bn_scale | bn_bias | bn_mean | bn_var | const
     node: str
+
+    def tensor_indices(self, channels: np.ndarray) -> np.ndarray:
+        """Indices along `axis` covered by the given group channels, in channel order."""
+        channels = np.asarray(channels, dtype=np.int64)
+        return (self.offset + channels[:, None] * self.expand + np.arange(self.expand)[None, :]).reshape(-1)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class LeastSquaresReconstruction:
             g = self.analysis.groups[gid]
             for sl in g.slices:
                 if sl.node == node and sl.kind == "weight_out":
-                    return (kept[:, None] * sl.expand + np.arange(sl.expand)[None, :]).reshape(-1) + sl.offset
+                    return sl.tensor_indices(kept)
         return np.arange(n)
 
     def __call__(self, model: ir.Model) -> bool:

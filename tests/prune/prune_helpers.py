@@ -52,8 +52,7 @@ def plant_zeros(src, dst, fraction: float = 0.5, seed: int = 0) -> dict[int, np.
                 continue
             v = values[sl.value]
             arr = np.moveaxis(const_array(v).copy(), sl.axis, 0)
-            for c in chans:
-                arr[sl.offset + c * sl.expand: sl.offset + (c + 1) * sl.expand] = 0
+            arr[sl.tensor_indices(chans)] = 0
             set_const(v, np.moveaxis(arr, 0, sl.axis))
     onnx.save(to_proto(m, keep_shapes=True), str(dst))
     return planted
