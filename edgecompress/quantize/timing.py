@@ -31,10 +31,9 @@ class Timing:
 
 
 def time_side_by_side(models: Mapping[str, Path | bytes], feed: dict[str, np.ndarray], *, threads: int = 1,
-                      min_rounds: int = 7, max_rounds: int = 60, budget_s: float = 6.0,
-                      providers: list[str] | None = None) -> Timing:
-    sessions = {k: make_session(v if isinstance(v, bytes) else str(v), threads=threads, providers=providers,
-                                origin=k) for k, v in models.items()}
+                      min_rounds: int = 7, max_rounds: int = 60, budget_s: float = 6.0) -> Timing:
+    sessions = {k: make_session(v if isinstance(v, bytes) else str(v), threads=threads, origin=k)
+                for k, v in models.items()}
     names = list(sessions)
     for s in sessions.values():  # warm-up
         s.run(None, feed)
