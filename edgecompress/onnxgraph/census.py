@@ -261,8 +261,7 @@ def _infer_node(node: onnx.NodeProto, shapes: dict[str, tuple[Dim, ...] | None],
     if op in _SAME_SHAPE:
         return x
     if op in _BROADCAST:
-        data = [s for s in (ins[:2] if op not in ("QLinearAdd", "QLinearMul") else [ins[0], ins[3] if len(ins) > 3
-                                                                                       else None])]
+        data = ins[:2] if op not in ("QLinearAdd", "QLinearMul") else [ins[0], ins[3] if len(ins) > 3 else None]
         if any(s is None for s in data):
             return None
         return _broadcast(data[0], data[1])
