@@ -73,7 +73,8 @@ def _check_excludes(cfg: QuantizeConfig, model: onnx.ModelProto) -> None:
     if not cfg.exclude:
         return
     names = [n.name for n in model.graph.node]
-    missing = [e for e in cfg.exclude if e not in set(names)]
+    known = set(names)
+    missing = [e for e in cfg.exclude if e not in known]
     if missing:
         sample = ", ".join(n for n in names[:6] if n)
         raise ConfigError(f"exclude: node(s) {missing} not found in the graph (after pre-processing); "
