@@ -179,8 +179,7 @@ def _ep_warnings(path: Path, prof: TargetProfile, res: dict) -> list[str]:
             f"{', '.join(res.get('providers') or ['CPUExecutionProvider'])} (--strict makes this an error)"]
 
 
-def _model_result(path: Path, threads: int, r: dict, where: str, fidelity: dict | None,
-                  emulated: bool = False) -> ModelResult:
+def _model_result(path: Path, threads: int, r: dict, where: str, fidelity: dict | None) -> ModelResult:
     return ModelResult(
         path=str(path), threads=threads, latency_ms=r["latency_ms"], throughput_per_s=r["throughput_per_s"],
         session_create_ms=r["session_create_ms"], first_run_ms=r["first_run_ms"], peak_rss_mb=r.get("peak_rss_mb"),
@@ -188,7 +187,7 @@ def _model_result(path: Path, threads: int, r: dict, where: str, fidelity: dict 
         ep_coverage=r.get("ep_coverage") or {"source": "session", "providers": r.get("providers")},
         runs=r["runs"], requested_providers=tuple(r.get("requested_providers") or ()),
         missing_providers=tuple(r.get("missing_providers") or ()), rss_before_load_mb=r.get("rss_before_load_mb"),
-        where=where, machine=r.get("machine", ""), onnxruntime=r.get("onnxruntime", ""), emulated=emulated,
+        where=where, machine=r.get("machine", ""), onnxruntime=r.get("onnxruntime", ""),
         fidelity=fidelity, accuracy=(fidelity or {}).get("accuracy"), latencies_ms=tuple(r.get("latencies_ms") or ()))
 
 

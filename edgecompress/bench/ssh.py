@@ -23,8 +23,6 @@ from .transport import RUNNER, one_line, parse_runner_output
 
 
 class SSHTransport:
-    emulated = False
-
     def __init__(self, spec: RemoteSpec, *, python: str = "python3", known_hosts: str | None = None,
                  accept_new_host_key: bool = False, identity: str | None = None, connect_timeout_s: float = 10.0,
                  timeout_s: float = 900.0) -> None:

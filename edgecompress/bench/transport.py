@@ -58,7 +58,6 @@ class LocalTransport:
     """The runner in a fresh subprocess of this python (its peak RSS is the model's own plus the runtime)."""
 
     where = "local"
-    emulated = False
 
     def __init__(self, timeout_s: float = 900.0, python: str | None = None) -> None:
         self.timeout_s = timeout_s
@@ -85,11 +84,10 @@ class EmulatedTransport(LocalTransport):
     """The runner under qemu-aarch64 with the arm64 root's python3 and aarch64 onnxruntime wheel."""
 
     where = "emulated-arm64"
-    emulated = True
 
     def __init__(self, timeout_s: float = 1800.0) -> None:
         super().__init__(timeout_s)
-        self.root, self.info = require_root()
+        self.root, _ = require_root()
 
     def command(self, staging: Path, job: str) -> list[str]:
         return emulated_command(self.root, staging / RUNNER.name, staging / job)
