@@ -66,7 +66,8 @@ class LeastSquaresReconstruction:
         return np.arange(n)
 
     def __call__(self, model: ir.Model) -> bool:
-        targets = [n for n in model.graph if n.name in self._consumers()
+        consumers = self._consumers()
+        targets = [n for n in model.graph if n.name in consumers
                    and n.op_type in ("Conv", "Gemm", "MatMul") and int(attr(n, "group", 1)) == 1]
         if not targets:
             return False

@@ -12,11 +12,12 @@ import onnx_ir as ir
 
 from ..artifact import ModelArtifact, StageResult
 from ..data import FeedData, load_data, random_feeds
-from ..errors import UnsupportedError, ValidationError
+from ..errors import ConfigError, UnsupportedError, ValidationError
 from ..fsutil import check_output_path
 from ..onnxgraph import census
 from ..onnxgraph.io import check_model, input_specs, load_model, output_specs, save_model
 from ..onnxgraph.runtime import make_session, run_all
+from ..targets import get_target
 from .apply import ChannelRemovalPass
 from .bnstats import BatchNormMomentMatching
 from .config import PruneConfig
@@ -37,8 +38,6 @@ def _round_to(config: PruneConfig, target: Any) -> int:
         return config.round_to
     if target is None:
         return 8
-    from ..targets import get_target
-
     return get_target(target).round_to
 
 
@@ -123,8 +122,6 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     calib = _data(calibration, src, "calibration data", config.samples)
     evald = _data(eval_data, src, "evaluation data", None)
     if config.criterion == "activation" and calib is None:
-        from ..errors import ConfigError
-
         raise ConfigError("criterion 'activation' needs calibration data (--calibration)")
 
     work = prepare(src)
