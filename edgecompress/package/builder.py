@@ -24,7 +24,7 @@ from ..fsutil import (
     require_file,
     sha256_file,
 )
-from ..onnxgraph.io import input_specs, load_model, output_specs
+from ..onnxgraph.io import has_external, input_specs, load_model, output_specs
 from ..onnxgraph.runtime import compare_outputs, make_session, run_all
 from ..targets import TargetProfile, get_target, is_host_compatible
 from . import budgets as budget_mod
@@ -82,7 +82,7 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
 
     with atomic_dir(out) as tmp:
         model_file = tmp / "model.onnx"
-        if _has_external_data(src):
+        if has_external(load_model(src, load_external=False, check=False)):  # tensors as stored, not loaded
             model_file.write_bytes(proto.SerializeToString())
             notes.append("external data was inlined into model.onnx")
         else:
@@ -179,15 +179,6 @@ def _is_quantized(proto: Any) -> bool:
     from ..onnxgraph.census import quant_state
 
     return quant_state(proto) != "none"
-
-
-def _has_external_data(path: Path) -> bool:
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    from onnx.external_data_helper import _get_all_tensors  # noqa: PLC2701 - onnx's own helper
-
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(m))
 
 
 def _file_table(root: Path, known: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
