@@ -430,6 +430,18 @@ def _load_entry_point(spec: str, what: str) -> FeedData:
 
 
 
+def random_array(rng: np.random.Generator, shape: Sequence[int], dtype: Any, name: str = "") -> np.ndarray:
+    """A random test input: standard normal floats, integers in {0, 1}, all-True booleans."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return rng.standard_normal(shape).astype(dt)
+    if dt.kind in "iu":
+        return rng.integers(0, 2, size=shape).astype(dt)
+    if dt.kind == "b":
+        return np.ones(shape, dtype=dt)
+    raise DataError(f"cannot make random data for input {name!r} of dtype {dt}")
+
+
 def random_feeds(inputs: Sequence[TensorSpec], n: int, *, seed: int = 0,
                  dim_values: dict[str, int] | None = None) -> FeedData:
     """Random feeds for the given inputs (symbolic dims take `dim_values` or 1 for batch-like, else 8)."""
@@ -445,15 +457,7 @@ def random_feeds(inputs: Sequence[TensorSpec], n: int, *, seed: int = 0,
                     shape.append(d)
                 else:
                     shape.append(dim_values.get(str(d), 1 if axis == 0 else 8))
-            dt = np.dtype(t.dtype)
-            if dt.kind == "f":
-                feed[t.name] = rng.standard_normal(shape).astype(dt)
-            elif dt.kind in "iu":
-                feed[t.name] = rng.integers(0, 2, size=shape).astype(dt)
-            elif dt.kind == "b":
-                feed[t.name] = np.ones(shape, dtype=dt)
-            else:
-                raise DataError(f"cannot make random data for input {t.name!r} of dtype {dt}")
+            feed[t.name] = random_array(rng, shape, t.dtype, t.name)
         feeds.append(feed)
     return FeedData.from_feeds(feeds, source=f"<random x{n}, seed {seed}>")
 

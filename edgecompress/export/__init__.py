@@ -78,17 +78,12 @@ def _example_args(specs: list[InputSpec], seed: int):
     import numpy as np
     import torch
 
+    from ..data import random_array
+
     rng = np.random.default_rng(seed)
     out = []
     for s in specs:
-        dt = np.dtype(s.dtype)
-        if dt.kind == "f":
-            a = rng.standard_normal(s.shape).astype(dt)
-        elif dt.kind == "b":
-            a = np.ones(s.shape, dtype=dt)
-        else:
-            a = rng.integers(0, 2, size=s.shape).astype(dt)
-        out.append(torch.from_numpy(a))
+        out.append(torch.from_numpy(random_array(rng, s.shape, s.dtype, s.name)))
     return tuple(out)
 
 

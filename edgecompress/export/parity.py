@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import FeedData, TensorSpec, load_data
+from ..data import FeedData, TensorSpec, load_data, random_array
 from ..errors import ModelError
 from ..onnxgraph.runtime import compare_outputs, run_all
 from .config import InputSpec
@@ -93,13 +93,7 @@ def random_inputs(specs: list[InputSpec], n: int, seed: int) -> list[dict[str, n
         feed = {}
         for s in specs:
             shape = tuple(sizes[s.dynamic[a]] if a in s.dynamic else d for a, d in enumerate(s.shape))
-            dt = np.dtype(s.dtype)
-            if dt.kind == "f":
-                feed[s.name] = rng.standard_normal(shape).astype(dt)
-            elif dt.kind == "b":
-                feed[s.name] = np.ones(shape, dtype=dt)
-            else:
-                feed[s.name] = rng.integers(0, 2, size=shape).astype(dt)
+            feed[s.name] = random_array(rng, shape, s.dtype, s.name)
         feeds.append(feed)
     return feeds
 
