@@ -333,13 +333,7 @@ def _load_npz_folder(folder: Path, files: list[Path], what: str) -> FeedData:
             arrays.pop(LABELS, None)
             yield arrays
 
-    lab = None
-    if has_labels:
-        try:
-            lab = np.asarray(labels)
-        except ValueError:
-            lab = np.asarray(labels, dtype=object)
-    return FeedData(gen, len(files), labels=lab, source=str(folder))
+    return FeedData(gen, len(files), labels=_stack_labels(labels) if has_labels else None, source=str(folder))
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -418,16 +412,18 @@ def _load_entry_point(spec: str, what: str) -> FeedData:
                             f"({_short(exc)})") from None
     if labels and len(labels) != len(feeds):
         raise DataError(f"{what} entry point {spec!r}: '{LABELS}' given for {len(labels)} of {len(feeds)} feeds")
-    lab = None
-    if labels:
-        flat = [x.reshape(-1)[0] if x.size == 1 else x for x in labels]
-        try:
-            lab = np.asarray(flat)
-        except ValueError:  # labels of different shapes per feed
-            lab = np.asarray(flat, dtype=object)
+    lab = _stack_labels([x.reshape(-1)[0] if x.size == 1 else x for x in labels]) if labels else None
     return FeedData.from_feeds(feeds, labels=lab, source=spec)
 
 
+
+
+def _stack_labels(labels: list[Any]) -> np.ndarray:
+    """Per-feed labels as one array (an object array when their shapes differ)."""
+    try:
+        return np.asarray(labels)
+    except ValueError:  # labels of different shapes per feed
+        return np.asarray(labels, dtype=object)
 
 
 def random_array(rng: np.random.Generator, shape: Sequence[int], dtype: Any, name: str = "") -> np.ndarray:
