@@ -8,14 +8,20 @@ or under qemu arm64 emulation (output parity only).
 Importing this package does not import torch.
 """
 
+from typing import TYPE_CHECKING
+
+from .._api import callable_module, lazy_exports
 from .config import BenchConfig, RemoteSpec, parse_remote, parse_threads
-from .core import bench
-from .emulation import EMULATION_NOTE, emulation_root, setup_emulation
-from .report import BenchReport, ModelResult, RatioResult
+
+if TYPE_CHECKING:
+    from .core import bench
+    from .emulation import EMULATION_NOTE, emulation_root, setup_emulation
+    from .report import BenchReport, ModelResult, RatioResult
 
 __all__ = ["BenchConfig", "BenchReport", "ModelResult", "RatioResult", "RemoteSpec", "bench", "parse_remote",
            "parse_threads", "setup_emulation", "emulation_root", "EMULATION_NOTE"]
 
-from .._api import callable_module  # noqa: E402
-
+lazy_exports(__name__, {"bench": "core", "EMULATION_NOTE": "emulation", "emulation_root": "emulation",
+                        "setup_emulation": "emulation", "BenchReport": "report", "ModelResult": "report",
+                        "RatioResult": "report"})
 callable_module(__name__, "bench")

@@ -13,21 +13,13 @@ stage (distill()).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._api import callable_module, lazy_exports
 from .config import DistillConfig
 
 if TYPE_CHECKING:
     from .stage import DistillReport, distill
-
-
-def __getattr__(name: str) -> Any:
-    """`distill` and `DistillReport` import torch: only when used (a recipe needs just DistillConfig)."""
-    if name in ("distill", "DistillReport"):
-        from . import stage
-
-        return getattr(stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_student(path):
@@ -39,6 +31,5 @@ def load_student(path):
 
 __all__ = ["DistillConfig", "DistillReport", "distill", "load_student"]
 
-from .._api import callable_module  # noqa: E402
-
+lazy_exports(__name__, {"distill": "stage", "DistillReport": "stage"})  # torch only when used
 callable_module(__name__, "distill")

@@ -9,12 +9,16 @@ The release holds model.onnx, model.ort (ORT format), required_operators.config,
 MODEL_CARD.md and sample/ (see docs/package.md). Importing this package does not import torch.
 """
 
-from .builder import package, tarball_path
+from typing import TYPE_CHECKING
+
+from .._api import callable_module, lazy_exports
 from .config import PackageConfig, PackageReport, VerifyReport
-from .verify import verify
+
+if TYPE_CHECKING:
+    from .builder import package, tarball_path
+    from .verify import verify
 
 __all__ = ["PackageConfig", "PackageReport", "VerifyReport", "package", "tarball_path", "verify"]
 
-from .._api import callable_module  # noqa: E402
-
+lazy_exports(__name__, {"package": "builder", "tarball_path": "builder", "verify": "verify"})
 callable_module(__name__, "package")

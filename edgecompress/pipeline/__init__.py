@@ -12,7 +12,9 @@ run (orchestration), summary, train (the [train] step), demo (the built-in recip
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._api import lazy_exports
 
 if TYPE_CHECKING:  # the package stays light: `convert --help` imports only the registry
     from .recipe import Recipe
@@ -23,16 +25,9 @@ DEFAULT_OUT = "edgecompress-out"
 __all__ = ["convert", "load", "Recipe", "ConvertResult", "load_recipe", "parse_recipe", "plan", "STAGE_NAMES",
            "DEFAULT_OUT"]
 
-_LAZY = {"Recipe": "recipe", "load_recipe": "recipe", "parse_recipe": "recipe", "STAGE_NAMES": "registry",
-         "ConvertResult": "run", "Progress": "run", "plan": "run", "run_recipe": "run"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+lazy_exports(__name__, {"Recipe": "recipe", "load_recipe": "recipe", "parse_recipe": "recipe",
+                        "STAGE_NAMES": "registry", "ConvertResult": "run", "Progress": "run", "plan": "run",
+                        "run_recipe": "run"})
 
 
 def load(recipe: str | Path | None = None, *, target: str | None = None) -> Recipe:

@@ -5,12 +5,16 @@
     result.report.to_dict()
 """
 
+from typing import TYPE_CHECKING
+
+from .._api import callable_module, lazy_exports
 from .config import QuantizeConfig
-from .report import QuantizeReport
-from .stage import quantize
+
+if TYPE_CHECKING:
+    from .report import QuantizeReport
+    from .stage import quantize
 
 __all__ = ["QuantizeConfig", "QuantizeReport", "quantize"]
 
-from .._api import callable_module  # noqa: E402
-
+lazy_exports(__name__, {"QuantizeReport": "report", "quantize": "stage"})
 callable_module(__name__, "quantize")
