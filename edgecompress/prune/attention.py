@@ -49,14 +49,11 @@ def _back_to_reshape(v: ir.Value, chain: list[ir.Node]) -> ir.Node | None:
     while node is not None:
         if node.op_type == "Reshape":
             return node
-        if node.op_type == "Transpose":
-            chain.append(node)
-            node = node.inputs[0].producer()
-        elif node.op_type in _PASS and len(node.inputs) == 2 and _scalar_const(node.inputs[1]):
-            chain.append(node)
-            node = node.inputs[0].producer()
-        else:
+        scaling = node.op_type in _PASS and len(node.inputs) == 2 and _scalar_const(node.inputs[1])
+        if node.op_type != "Transpose" and not scaling:
             return None
+        chain.append(node)
+        node = node.inputs[0].producer()
     return None
 
 
@@ -100,7 +97,7 @@ def _match(score_mm: ir.Node) -> tuple[list[_Proj], ir.Node, ir.Node, list[ir.No
         return "not an activation x activation MatMul"
     internal: list[ir.Node] = [score_mm]
     node = _single_consumer(score_mm.outputs[0])
-    while node is not None and node.op_type in ("Mul", "Div", "Add") and node.op_type != "Softmax":
+    while node is not None and node.op_type in ("Mul", "Div", "Add"):
         if node.op_type == "Add":
             return "masked attention (Add before Softmax) is not matched"
         if not _scalar_const(node.inputs[1]):
@@ -197,7 +194,6 @@ def claim_attention(a: Analyzer) -> None:
         a.head_space[out.name] = hs
         for n in internal:
             a.claimed_full.add(n.name)
-        for n in internal:
             if n.op_type == "MatMul":
                 a.macs.append(MacDeps(n.name, ((hs, heads),), None))
 

@@ -72,6 +72,18 @@ def _ints(v: ir.Value | None) -> list[int] | None:
     return None if arr is None else [int(x) for x in np.asarray(arr).reshape(-1)]
 
 
+def _int_arg(node: ir.Node, i: int, name: str | None = None) -> list[int] | None:
+    """The ints of optional input `i` when given, else of attribute `name` (older opsets), else None."""
+    if len(node.inputs) > i and node.inputs[i] is not None:
+        return _ints(node.inputs[i])
+    return None if name is None else attr(node, name)
+
+
+def _first(node: ir.Node, lay) -> list:
+    """`lay` for the first output, fixed channels for the others (BatchNorm/Dropout/... extra outputs)."""
+    return [lay] + [None] * (len(node.outputs) - 1)
+
+
 # compute ops --------------------------------------------------------------------------------------------
 @rule("Conv")
 def _conv(a: Analyzer, node: ir.Node, lays: list) -> list:
@@ -179,14 +191,14 @@ def _batchnorm(a: Analyzer, node: ir.Node, lays: list) -> list:
     if node.op_type == "BatchNormalization":
         for s, _ in L.segs:
             a.spaces[s].bn_nodes.append(node.name)
-    return [L] + [None] * (len(node.outputs) - 1)
+    return _first(node, L)
 
 
 # elementwise --------------------------------------------------------------------------------------------
 def _unary(a: Analyzer, node: ir.Node, lays: list) -> list:
     for lay in lays[1:]:
         a.block(lay, f"{node.op_type} {node.name} uses the channels as a parameter")
-    return [lays[0]] + [None] * (len(node.outputs) - 1)
+    return _first(node, lays[0])
 
 
 def _spatial(a: Analyzer, node: ir.Node, lays: list) -> list:
@@ -194,7 +206,7 @@ def _spatial(a: Analyzer, node: ir.Node, lays: list) -> list:
     if tracked(L) and L.axis != 1:
         a.block(L, f"{node.op_type} {node.name} pools over the channel axis")
         return [None] * len(node.outputs)
-    return [L] + [None] * (len(node.outputs) - 1)
+    return _first(node, L)
 
 
 @rule("Pad")
@@ -202,7 +214,7 @@ def _pad(a: Analyzer, node: ir.Node, lays: list) -> list:
     L = lays[0]
     if not tracked(L):
         return [None]
-    pads = _ints(node.inputs[1]) if len(node.inputs) > 1 else attr(node, "pads")
+    pads = _int_arg(node, 1, "pads")
     axes = _ints(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None else list(range(L.rank))
     if pads is None or len(pads) != 2 * len(axes):
         a.block(L, f"Pad {node.name} has non-constant pads")
@@ -324,7 +336,7 @@ def _split(a: Analyzer, node: ir.Node, lays: list) -> list:
     axis = int(attr(node, "axis", 0)) % L.rank
     if axis != L.axis:
         return [L] * k
-    sizes = _ints(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else attr(node, "split")
+    sizes = _int_arg(node, 1, "split")
     total = L.channels * L.expand
     if sizes is None:
         sizes = [-(-total // k)] * (k - 1) + [total - (k - 1) * -(-total // k)]
@@ -346,8 +358,7 @@ def _slice(a: Analyzer, node: ir.Node, lays: list) -> list:
     if not tracked(L):
         return [None]
     starts, ends = _ints(node.inputs[1]), _ints(node.inputs[2])
-    axes = _ints(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None else None
-    steps = _ints(node.inputs[4]) if len(node.inputs) > 4 and node.inputs[4] is not None else None
+    axes, steps = _int_arg(node, 3), _int_arg(node, 4)
     if starts is None or ends is None:
         a.block(L, f"Slice {node.name} has non-constant bounds")
         return [None]
@@ -424,7 +435,7 @@ def _squeeze(a: Analyzer, node: ir.Node, lays: list) -> list:
     L = lays[0]
     if not tracked(L):
         return [None]
-    axes = _ints(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else attr(node, "axes")
+    axes = _int_arg(node, 1, "axes")
     r_out = _out_rank(node)
     if r_out is None or axes is None:
         a.block(L, f"{node.op_type} {node.name}: axes unknown")
@@ -444,11 +455,10 @@ def _reduce(a: Analyzer, node: ir.Node, lays: list) -> list:
     L = lays[0]
     if not tracked(L):
         return [None]
-    axes = _ints(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else attr(node, "axes")
-    if not axes or L.axis in [x % L.rank for x in axes]:
+    axes = [x % L.rank for x in _int_arg(node, 1, "axes") or ()]
+    if not axes or L.axis in axes:
         a.block(L, f"{node.op_type} {node.name} reduces over the channel axis")
         return [None]
-    axes = [x % L.rank for x in axes]
     if int(attr(node, "keepdims", 1)):
         return [L]
     return [L.moved(L.axis - sum(1 for x in axes if x < L.axis), L.rank - len(axes))]
@@ -471,7 +481,7 @@ def _layernorm(a: Analyzer, node: ir.Node, lays: list) -> list:
     if tracked(L) and L.axis >= int(attr(node, "axis", -1)) % L.rank:
         a.block(L, f"LayerNormalization {node.name} normalizes across the channels")
         return [None] * len(node.outputs)
-    return [L] + [None] * (len(node.outputs) - 1)
+    return _first(node, L)
 
 
 @rule("Gather")
