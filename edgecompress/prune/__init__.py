@@ -8,12 +8,16 @@ criteria (importance), select (ratio / magnitude / global MACs target), apply (C
 reconstruct (LeastSquaresReconstruction), bnstats (BatchNormMomentMatching), report, stage (prune()).
 """
 
+from typing import TYPE_CHECKING
+
+from .._api import callable_module, lazy_exports
 from .config import CRITERIA, PruneConfig
 from .report import Fidelity, GroupReport, PruneReport, UnprunableGroup
-from .stage import prune
+
+if TYPE_CHECKING:
+    from .stage import prune
 
 __all__ = ["CRITERIA", "Fidelity", "GroupReport", "PruneConfig", "PruneReport", "UnprunableGroup", "prune"]
 
-from .._api import callable_module  # noqa: E402
-
+lazy_exports(__name__, {"prune": "stage"})  # onnx-ir (and sympy) only when pruning
 callable_module(__name__, "prune")
