@@ -216,6 +216,9 @@ def _pad(a: Analyzer, node: ir.Node, lays: list) -> list:
         return [None]
     pads = _int_arg(node, 1, "pads")
     axes = _ints(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None else list(range(L.rank))
+    if axes is None:
+        a.block(L, f"Pad {node.name} has non-constant axes")
+        return [None]
     if pads is None or len(pads) != 2 * len(axes):
         a.block(L, f"Pad {node.name} has non-constant pads")
         return [None]

@@ -114,3 +114,23 @@ def test_model_input_channels_never_pruned():
     assert not any("input" in o for g in a.groups for o in g.origins)
     first = by_origin(a, "fc1")[0]
     assert all(sl.kind != "weight_in" or sl.node != "/fc1/Gemm" for sl in first.slices)
+
+
+def test_pad_with_non_constant_axes_blocks_with_reason():
+    """Pad (opset 18) whose axes come from a graph input: the channels it touches stay whole, with a reason."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal((2, 4, 3, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv_a"),
+             helper.make_node("Pad", ["a", "pads", "", "axes"], ["p"], name="pad"),
+             helper.make_node("Conv", ["p", "w2"], ["y"], name="conv_b")]
+    graph = helper.make_graph(nodes, "pad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8]),
+                                             helper.make_tensor_value_info("axes", TensorProto.INT64, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    a = analyze(prepare(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])))
+    g = by_origin(a, "conv_a")[0]
+    assert not g.prunable and any("non-constant axes" in r for r in g.reasons), g.reasons
