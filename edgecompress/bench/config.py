@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..fidelity.config import CompareConfig
 
 EMULATE_ARCHES = ("arm64",)
 _SSH_RE = re.compile(r"^ssh://(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._:\[\]-]+?)(?::(?P<port>\d+))?/?$")
@@ -53,7 +54,9 @@ class BenchConfig:
     strict: bool = False
     coverage: bool = True
     fidelity_samples: int = 32
-    fidelity_tol: float = 1e-3
+    metric: str = "auto"
+    detection: str = ""
+    max_drop: float | None = None
     remote: str | None = None
     remote_python: str = "python3"
     known_hosts: str | None = None
@@ -75,7 +78,12 @@ class BenchConfig:
         _int("seed", self.seed, 0, 2**31)
         if self.duration_s is not None:
             _num("duration_s", self.duration_s)
-        for name in ("fidelity_tol", "parity_tol", "connect_timeout_s", "timeout_s"):
+        CompareConfig(self.metric, self.detection)
+        if self.max_drop is not None:
+            if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)) or \
+                    not 0 <= self.max_drop < 1:
+                raise ConfigError(f"max_drop must be a fraction in [0, 1), got {self.max_drop!r}")
+        for name in ("parity_tol", "connect_timeout_s", "timeout_s"):
             _num(name, getattr(self, name))
         if not isinstance(self.threads, tuple):
             raise ConfigError(f"threads must be a tuple of integers, got {self.threads!r}")
@@ -94,6 +102,10 @@ class BenchConfig:
             raise ConfigError("emulate and remote cannot be combined: emulation runs on this host")
         if not isinstance(self.remote_python, str) or not self.remote_python.strip():
             raise ConfigError("remote_python must be a non-empty command, e.g. python3")
+
+    @property
+    def compare(self) -> CompareConfig:
+        return CompareConfig(self.metric, self.detection, ("none",))  # each feed runs alone in the runner
 
     @property
     def remote_spec(self) -> RemoteSpec | None:

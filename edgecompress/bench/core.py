@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..data import FeedData, load_data, random_feeds
-from ..errors import ConfigError
+from ..errors import ConfigError, ValidationError
+from ..fidelity import judge
 from ..fsutil import private_tempdir, require_file
 from ..onnxgraph.io import input_specs, load_model
 from ..onnxgraph.runtime import compare_outputs
@@ -98,8 +99,15 @@ def bench(models: Sequence[Any], config: BenchConfig, *, data: Any = None, targe
             transport.close()
     if any(r.emulated or r.emulation for r in results):
         warnings.append(EMULATION_NOTE)
-    return BenchReport(tuple(results), tuple(ratios), prof.name, transport.where, tuple(dict.fromkeys(warnings)),
-                       config.to_dict())
+    report = BenchReport(tuple(results), tuple(ratios), prof.name, transport.where, tuple(dict.fromkeys(warnings)),
+                         config.to_dict())
+    over = [r for r in results if r.fidelity and r.fidelity.get("within_budget") is False]
+    if over:
+        worst = max(over, key=lambda r: r.fidelity["drop"])  # type: ignore[index]
+        raise ValidationError(f"{len(over)} model(s) outside the fidelity budget: {Path(worst.path).name} drop "
+                              f"{worst.fidelity['drop']:.4f} > max_drop {config.max_drop} "  # type: ignore[index]
+                              f"({worst.fidelity['summary']})", report=report.to_dict())  # type: ignore[index]
+    return report
 
 
 def _transport(config: BenchConfig):
@@ -152,20 +160,23 @@ def _load_outputs(path: Path) -> tuple[list[str], list[list[np.ndarray]]]:
 
 
 def _fidelity(staging: Path, raw: list[dict], labels, config: BenchConfig) -> list[dict | None]:
+    """Each model's outputs against model 0's, every output (edgecompress.fidelity); model 0 gets its accuracy."""
     outs = [_load_outputs(staging / r["outputs_file"]) for r in raw]
     ref_names, ref = outs[0]
+    ref_d = dict(zip(ref_names, ref, strict=True))
     res: list[dict | None] = []
-    for i, (_, got) in enumerate(outs):
-        d: dict[str, Any] = {"baseline": "self" if i == 0 else "model 0", "samples": len(got[0]) if got else 0}
-        if i > 0:
-            if len(got) != len(ref):
-                d["note"] = f"{len(got)} outputs vs the baseline's {len(ref)}: compared by position"
-            n = min(len(got), len(ref))
-            cmp = compare_outputs(ref[:n], got[:n], ref_names[:n], rel_tol=config.fidelity_tol)
-            d.update(cmp.to_dict())
-        first = np.stack([np.asarray(x).reshape(-1) for x in got[0]]) if got and got[0] else None
-        if labels is not None and first is not None and first.ndim == 2 and first.shape[1] > 1:
-            d["accuracy"] = float((first.argmax(1) == np.asarray(labels)[: len(first)]).mean())
+    for i, (names, got) in enumerate(outs):
+        rep = judge(ref_d, dict(zip(names, got, strict=True)), config.compare, labels=labels)
+        if i == 0:
+            d: dict[str, Any] = {"baseline": "self", "samples": rep.samples}
+        else:
+            d = {"baseline": "model 0", **rep.to_dict(), "summary": rep.summary()}
+            if config.max_drop is not None:
+                d["max_drop"] = config.max_drop
+                d["within_budget"] = rep.meets(config.max_drop)
+        acc = rep.headline().get("accuracy")
+        if acc is not None:
+            d["accuracy"] = acc
         res.append(d)
     return res
 

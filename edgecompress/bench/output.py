@@ -33,10 +33,11 @@ def render_table(report: BenchReport, console) -> None:
     console.print(res)
     for m in report.models:
         if m.fidelity and m.fidelity.get("outputs"):
-            o = m.fidelity["outputs"][0]
-            top1 = f", top-1 agreement {o['top1_agreement']:.3f}" if o.get("top1_agreement") is not None else ""
-            console.print(f"fidelity {Path(m.path).name} vs baseline: max_abs {o['max_abs']:.3g} "
-                          f"(output scale {o['scale']:.3g}), cosine {o['cosine']:.5f}{top1}")
+            budget = ""
+            if "within_budget" in m.fidelity:
+                budget = " [green]within budget[/green]" if m.fidelity["within_budget"] else \
+                    f" [bold red]OUTSIDE max_drop {m.fidelity['max_drop']}[/bold red]"
+            console.print(f"fidelity {Path(m.path).name} vs baseline: {m.fidelity['summary']}{budget}")
         if m.accuracy is not None:
             console.print(f"accuracy {Path(m.path).name}: {m.accuracy:.4f} on {m.fidelity.get('samples', '')} "
                           "samples of --data" if m.fidelity else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import console, emit_json, handle_errors, json_option, target_option
+from .common import METRIC_CHOICES, console, emit_json, handle_errors, json_option, target_option
 
 
 @click.command("bench")
@@ -16,6 +16,13 @@ from .common import console, emit_json, handle_errors, json_option, target_optio
 @click.option("--duration", "duration_s", default=None, type=float, metavar="S", help="Time S seconds instead of --runs.")
 @click.option("--data", default=None, metavar="DATA", help="Feed data (.npz, folder, module:fn); fidelity vs model 1.")
 @click.option("--fidelity-samples", default=32, show_default=True, type=int, help="Samples of --data compared.")
+@click.option("--metric", type=click.Choice(METRIC_CHOICES), default="auto", show_default=True,
+              help="How each model's outputs are judged against model 1's (see `quantize --help`).")
+@click.option("--detection", default="", metavar="SPEC",
+              help="Detector outputs, 'boxes=NAME,scores=NAME[,...]': judged by matched-detection recall.")
+@click.option("--max-drop", type=float, default=None, metavar="X",
+              help="Fidelity budget: a model whose worst output drops more than X against model 1 makes the "
+                   "command exit 1 (the report still comes with --json). Default: report only.")
 @click.option("--strict", is_flag=True, help="Unavailable execution provider is an error (exit 2), not a CPU fallback.")
 @click.option("--no-interleave", is_flag=True, help="Skip the interleaved A/B ratio runs.")
 @click.option("--no-coverage", is_flag=True, help="Skip the EP coverage profile.")
@@ -35,7 +42,8 @@ from .common import console, emit_json, handle_errors, json_option, target_optio
 @click.option("--plot", "plot_path", default=None, metavar="FILE.png", help="Write a latency CDF/histogram PNG.")
 @json_option
 @handle_errors
-def bench_cmd(models, target, threads, runs, warmup, duration_s, data, fidelity_samples, strict, no_interleave,
+def bench_cmd(models, target, threads, runs, warmup, duration_s, data, fidelity_samples, metric, detection, max_drop,
+              strict, no_interleave,
               no_coverage, remote, remote_python, identity, known_hosts, accept_new_host_key, connect_timeout_s,
               timeout_s, perf_test, emulate, emulate_runs, setup_emulation, force, csv_path, plot_path, as_json):
     """Benchmark ONNX models under ONNX Runtime: latency percentiles, memory, EP coverage, A/B ratios.
@@ -68,7 +76,8 @@ def bench_cmd(models, target, threads, runs, warmup, duration_s, data, fidelity_
             check_output_path(p)
     config = BenchConfig(runs=runs, warmup=warmup, duration_s=duration_s,
                          threads=parse_threads(threads) if threads else (), interleave=not no_interleave,
-                         strict=strict, coverage=not no_coverage, fidelity_samples=fidelity_samples, remote=remote,
+                         strict=strict, coverage=not no_coverage, fidelity_samples=fidelity_samples, metric=metric,
+                         detection=detection, max_drop=max_drop, remote=remote,
                          remote_python=remote_python, known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
                          identity=identity, connect_timeout_s=connect_timeout_s, timeout_s=timeout_s, emulate=emulate,
                          emulate_runs=emulate_runs, perf_test=perf_test)

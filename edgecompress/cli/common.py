@@ -60,6 +60,25 @@ def target_option(f: Callable) -> Callable:
                         help="Target profile name (see `edgecompress targets`) or path to a .toml; default: host.")(f)
 
 
+METRIC_CHOICES = ("auto", "top1", "accuracy", "cosine", "mse")  # edgecompress.fidelity.METRICS (kept torch/numpy-free)
+
+
+def compare_options(f: Callable) -> Callable:
+    """--metric, --detection and --state: how the result is compared with its input on every output."""
+    f = click.option("--state", "state", multiple=True, metavar="IN=OUT",
+                     help="A stateful model's state input and the output that feeds it at the next step (repeatable): "
+                          "evaluated in closed loop, each model fed its own state. Default: detected from names and "
+                          "shapes (h/hn, state/stateN); 'none' switches it off.")(f)
+    f = click.option("--detection", default="", metavar="SPEC",
+                     help="A detector's outputs: 'boxes=NAME,scores=NAME[,classes=NAME][,format=xyxy|xywh|cxcywh]"
+                          "[,threshold=0.5][,iou=0.5]'; NAME[a:b] slices a combined output along its channel axis. "
+                          "Those outputs are then judged by matched-detection recall (IoU >= iou).")(f)
+    return click.option("--metric", type=click.Choice(METRIC_CHOICES), default="auto", show_default=True,
+                        help="How every output is judged. auto: top-1 agreement for class scores (accuracy when the "
+                             "data has labels), decision agreement for [1, 1] probabilities, balanced cosine (each "
+                             "channel at its own scale) otherwise. top1 / accuracy / cosine / mse force one.")(f)
+
+
 def handle_errors(f: Callable) -> Callable:
     """Turn EdgecompressError into `error: ...` + hint on stderr (and a JSON error with --json), with its exit code.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import console, handle_errors, json_option, show_result, target_option
+from .common import compare_options, console, handle_errors, json_option, show_result, target_option
 
 
 @click.command("prune", context_settings={"max_content_width": 110})
@@ -32,11 +32,15 @@ from .common import console, handle_errors, json_option, show_result, target_opt
               help="Kept channels are a multiple of N (default: the target profile's, else 8).")
 @click.option("--skip", multiple=True, metavar="NODE", help="Never prune the output channels of NODE (repeatable).")
 @click.option("--samples", type=int, default=128, show_default=True, help="Calibration samples used.")
+@compare_options
+@click.option("--max-drop", type=float, default=None, metavar="X",
+              help="Largest drop accepted on the worst output (0.02 = 2 %), measured on --eval (else on calibration "
+                   "samples reconstruction was not fitted on); outside it nothing is written and the exit code is 1.")
 @target_option
 @json_option
 @handle_errors
 def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eval_data, reconstruct, round_to, skip,
-              samples, target, as_json):
+              samples, metric, detection, state, max_drop, target, as_json):
     """Prune channels, MLP units and attention heads of MODEL.onnx structurally.
 
     \b
@@ -52,7 +56,8 @@ def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eva
     from ..prune import PruneConfig, prune
 
     cfg = PruneConfig(ratio=ratio, target_macs=target_macs, criterion=criterion, alpha=alpha, reconstruct=reconstruct,
-                      round_to=round_to, skip=tuple(skip), samples=samples)
+                      round_to=round_to, skip=tuple(skip), samples=samples, metric=metric,
+                      detection=detection, state=tuple(state), max_drop=max_drop)
     result = prune(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
     show_result(result, as_json, _print)
 
@@ -72,12 +77,9 @@ def _print(result) -> None:
               f"params {r.params_before:,} -> {r.params_after:,} ({r.params_kept:.1%} kept)")
     if r.fidelity is not None:
         f = r.fidelity
-        line = f"fidelity on {f.samples} samples: cosine {f.cosine:.4f}, relative error {f.rel_error:.4f}"
-        if f.accuracy_pruned is not None:
-            line += f", accuracy {f.accuracy_input:.4f} -> {f.accuracy_pruned:.4f}"
-        if r.fidelity_without_reconstruction is not None and r.fidelity_without_reconstruction.accuracy_pruned is not None:
-            line += f" (without reconstruction {r.fidelity_without_reconstruction.accuracy_pruned:.4f})"
-        con.print(line)
+        con.print(f"fidelity: {f.summary()}")
+        if r.fidelity_without_reconstruction is not None:
+            con.print(f"without reconstruction: {r.fidelity_without_reconstruction.summary()}")
     if r.unprunable:
         con.print(f"{len(r.unprunable)} group(s) left unpruned:")
         for u in r.unprunable:

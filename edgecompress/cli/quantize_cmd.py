@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import console, handle_errors, json_option, show_result, target_option
+from .common import compare_options, console, handle_errors, json_option, show_result, target_option
 
 
 @click.command("quantize", context_settings={"max_content_width": 110})
@@ -17,14 +17,10 @@ from .common import console, handle_errors, json_option, show_result, target_opt
 @target_option
 @click.option("--eval", "eval_data", default=None, metavar="DATA",
               help="Evaluation data (same formats; optional 'labels'): int8 is compared with fp32 on it.")
-@click.option("--metric", type=click.Choice(["auto", "top1", "accuracy", "cosine", "mse"]), default="auto",
-              show_default=True,
-              help="top1: argmax agreement with fp32 (accuracy against labels when present); accuracy: against "
-                   "labels; cosine: output similarity (embeddings); mse: normalised squared error. auto: top1 "
-                   "with labels and class scores, else cosine.")
+@compare_options
 @click.option("--max-drop", type=float, default=0.01, show_default=True, metavar="X",
-              help="Largest relative metric drop accepted (0.01 = 1 %); beyond it the most sensitive nodes fall "
-                   "back to fp32 one by one.")
+              help="Largest drop accepted on the worst output (0.01 = 1 %: 1 % of top-1 decisions flipped, or 1 - "
+                   "balanced cosine); beyond it the most sensitive nodes fall back to fp32 one by one.")
 @click.option("--mode", type=click.Choice(["auto", "static", "dynamic"]), default="auto", show_default=True,
               help="auto: static, and for MatMul-dominated graphs also dynamic; the fastest within --max-drop "
                    "wins (fidelity at equal speed).")
@@ -47,7 +43,7 @@ from .common import console, handle_errors, json_option, show_result, target_opt
               help="Write the model even if int8 measures slower than fp32 on this machine (else exit 1).")
 @json_option
 @handle_errors
-def quantize_cmd(model, calibration, out, target, eval_data, metric, max_drop, mode, method, per_channel, fmt,
+def quantize_cmd(model, calibration, out, target, eval_data, metric, detection, state, max_drop, mode, method, per_channel, fmt,
                  activation_type, exclude, allow_slower, as_json):
     """Quantize MODEL.onnx to int8 with calibration data.
 
@@ -64,7 +60,8 @@ def quantize_cmd(model, calibration, out, target, eval_data, metric, max_drop, m
     from ..quantize import QuantizeConfig, quantize
 
     cfg = QuantizeConfig(mode=mode, method=method, per_channel=per_channel, format=fmt,
-                         activation_type=activation_type, metric=metric, max_drop=max_drop, exclude=tuple(exclude),
+                         activation_type=activation_type, metric=metric, detection=detection, state=tuple(state),
+                         max_drop=max_drop, exclude=tuple(exclude),
                          allow_slower=allow_slower)
     result = quantize(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
     show_result(result, as_json, _print)
@@ -83,8 +80,14 @@ def _print(result) -> None:
                                 f"{', reduce-range' if r.reduce_range else ''}")
     t.add_row("calibrator", f"{r.calibrator} ({r.calibrator_reason})")
     f = r.fidelity
-    t.add_row("fidelity", f"{f['metric']} vs {f['against']}: fp32 {f['fp32']:.4f}, int8 {f['int8']:.4f}, "
-                          f"drop {f['drop']:.4f} on {r.fidelity_data}")
+    t.add_row("fidelity", f"worst output {f.get('output', '-')}: {f['metric']} vs {f['against']}: fp32 "
+                          f"{f['fp32']:.4f}, int8 {f['int8']:.4f}, drop {f['drop']:.4f} (+- {f['ci95']:.3f}) on "
+                          f"{r.fidelity_data}")
+    for o in f["comparison"]["outputs"]:
+        m = o["metrics"]
+        extra = ", ".join(f"{k} {m[k]:.4g}" for k in ("top5_containment", "balanced_cosine", "sqnr_db",
+                                                     "decision_agreement", "detection_recall") if k in m)
+        t.add_row(f"  {o['name']}", f"{o['primary']}: drop {o['drop']:.4f}" + (f"; {extra}" if extra else ""))
     s = r.speed
     t.add_row("speed", f"{s['speedup']:.2f}x vs fp32 ({s['fp32_ms']:.2f} -> {s['int8_ms']:.2f} ms, "
                        f"{s['threads']} thread(s), side by side)" if s.get("measured") else s.get("note", "-"))

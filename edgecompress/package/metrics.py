@@ -11,50 +11,34 @@ import math
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
 from ..data import FeedData
-from ..onnxgraph.runtime import compare_outputs, make_session, run_all
-
-
-def outputs_of(path: Path | str, data: FeedData, threads: int = 1) -> list[list[np.ndarray]]:
-    sess = make_session(path, threads=threads, origin=str(PurePosixPath(str(path)).name))
-    return run_all(sess, data)
-
-
-def top1(outputs: list[list[np.ndarray]]) -> np.ndarray | None:
-    """Predicted class per sample from the first output when it looks like class scores ([1, C], C > 1)."""
-    first = outputs[0] if outputs else []
-    if not first or any(np.ndim(o) < 1 or o.shape[-1] < 2 or o.size != o.shape[-1] for o in first):
-        return None
-    return np.asarray([int(np.argmax(o.reshape(-1))) for o in first])
+from ..fidelity import judge, run_outputs
 
 
 def accuracy_metrics(model: Path, data: FeedData | None, baseline: Path | None, *,
                      session: Any = None) -> dict[str, Any] | None:
-    """Top-1 accuracy (with labels), the baseline's, their delta, and agreement/error against the baseline.
+    """Top-1 accuracy (with labels), the baseline's, their delta, and the comparison against the baseline over
+    every output (edgecompress.fidelity).
 
     `session`: an open one-thread session of `model` to run instead of opening another."""
     if data is None:
         return None
-    out = run_all(session, data) if session is not None else outputs_of(model, data)
-    pred = top1(out)
+    out = run_outputs(session if session is not None else str(model), data, origin=PurePosixPath(str(model)).name)
+    own = judge(out, out, labels=data.labels).headline()
     res: dict[str, Any] = {"samples": data.n, "metric": "top1", "model": None, "baseline": None, "delta": None,
                            "drop": None, "top1_agreement": None, "max_abs_error_vs_baseline": None}
-    labels = None if data.labels is None else np.asarray(data.labels).reshape(-1)
-    if pred is not None and labels is not None and len(labels) == len(pred):
-        res["model"] = _r(float((pred == labels).mean()))
+    if "accuracy" in own:
+        res["model"] = _r(own["accuracy"])
     if baseline is not None:
-        ref = outputs_of(baseline, data)
-        names = [f"output_{i}" for i in range(len(ref))]
-        if len(ref) == len(out):
-            cmp = compare_outputs(ref, out, names)
-            res["max_abs_error_vs_baseline"] = _r(max(o.max_abs for o in cmp.outputs))
-        bpred = top1(ref)
-        if bpred is not None and pred is not None:
-            res["top1_agreement"] = _r(float((bpred == pred).mean()))
-        if bpred is not None and labels is not None and len(labels) == len(bpred):
-            res["baseline"] = _r(float((bpred == labels).mean()))
+        ref = run_outputs(str(baseline), data, origin=PurePosixPath(str(baseline)).name)
+        rep = judge(ref, out, labels=data.labels)
+        head = rep.headline()
+        res["max_abs_error_vs_baseline"] = _r(max((o.metrics.get("max_abs", 0.0) for o in rep.outputs), default=0.0))
+        if "top1_agreement" in head:
+            res["top1_agreement"] = _r(head["top1_agreement"])
+        if "accuracy_reference" in head:
+            res["baseline"] = _r(head["accuracy_reference"])
+        res["fidelity_vs_baseline"] = rep.to_dict()
         if res["model"] is not None and res["baseline"] is not None:
             res["delta"] = _r(res["model"] - res["baseline"])
             res["drop"] = _r(res["baseline"] - res["model"])

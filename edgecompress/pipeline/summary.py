@@ -41,20 +41,14 @@ def _eval_data(spec: str):
 
 
 def eval_accuracy(path, data) -> float | None:
-    """Top-1 accuracy of an ONNX classifier on labelled feeds (None if its first output is not (1, classes))."""
-    import numpy as np
-
+    """Top-1 accuracy of an ONNX model's first class-score output on labelled feeds (edgecompress.fidelity;
+    None when no output reads as class scores)."""
+    from ..fidelity import judge, run_outputs
     from ..onnxgraph.io import input_specs, load_model
-    from ..onnxgraph.runtime import make_session, run_all
 
     feeds = data.validated(input_specs(load_model(path)), what="data.eval")
-    sess = make_session(path, threads=1, origin=os.path.basename(str(path)))
-    outs = run_all(sess, feeds, output_names=[sess.get_outputs()[0].name])[0]
-    if not outs or outs[0].ndim != 2 or outs[0].shape[0] != 1 or outs[0].shape[1] < 2:
-        return None
-    pred = np.asarray([int(o.argmax()) for o in outs])
-    labels = np.asarray(data.labels).reshape(len(pred), -1)[:, 0]
-    return float((pred == labels).mean())
+    outs = run_outputs(str(path), feeds, origin=os.path.basename(str(path)))
+    return judge(outs, outs, labels=data.labels).headline().get("accuracy")
 
 
 def _first(d: dict[str, Any], keys: tuple[str, ...]) -> Any:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from .._api import callable_module, lazy_exports
 from .config import CRITERIA, PruneConfig
-from .report import Fidelity, GroupReport, PruneReport, UnprunableGroup
+from .report import GroupReport, PruneReport, UnprunableGroup
 
 if TYPE_CHECKING:
     from .stage import prune
 
-__all__ = ["CRITERIA", "Fidelity", "GroupReport", "PruneConfig", "PruneReport", "UnprunableGroup", "prune"]
+__all__ = ["CRITERIA", "GroupReport", "PruneConfig", "PruneReport", "UnprunableGroup", "prune"]
 
 lazy_exports(__name__, {"prune": "stage"})  # onnx-ir (and sympy) only when pruning
 callable_module(__name__, "prune")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..fidelity.config import METRICS, CompareConfig
 
 CRITERIA = ("l1", "l2", "magnitude", "bn", "activation")
 
@@ -23,6 +24,9 @@ class PruneConfig:
     skip: node names whose output channels are never pruned.
     min_keep: fraction of each group that is always kept, in (0, 1].
     samples: calibration samples used for activation statistics and reconstruction.
+    metric / detection / state: how the pruned model is compared with the input on every output
+      (edgecompress.fidelity; see QuantizeConfig).
+    max_drop: largest drop accepted on the worst output (None: measured and reported, not enforced).
     """
 
     ratio: float | None = None
@@ -34,6 +38,10 @@ class PruneConfig:
     skip: tuple[str, ...] = ()
     min_keep: float = 0.1
     samples: int = 128
+    metric: str = "auto"
+    detection: str = ""
+    state: tuple[str, ...] = ()
+    max_drop: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip", tuple(self.skip or ()))
@@ -66,6 +74,20 @@ class PruneConfig:
             raise ConfigError(f"min_keep must be in (0, 1]; got {self.min_keep!r}")
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
             raise ConfigError(f"samples must be a positive integer; got {self.samples!r}")
+        if self.metric not in METRICS:
+            raise ConfigError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
+        if isinstance(self.state, str):
+            object.__setattr__(self, "state", (self.state,) if self.state else ())
+        object.__setattr__(self, "state", tuple(self.state))
+        CompareConfig(self.metric, self.detection, self.state)
+        if self.max_drop is not None:
+            _number("max_drop", self.max_drop)
+            if not 0 <= self.max_drop < 1:
+                raise ConfigError(f"max_drop must be a fraction in [0, 1) (0.02 = 2 %); got {self.max_drop!r}")
+
+    @property
+    def compare(self) -> CompareConfig:
+        return CompareConfig(self.metric, self.detection, self.state)
 
 
 def _number(name: str, v: object) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..artifact import config_to_dict
+
+if TYPE_CHECKING:
+    from ..fidelity import FidelityReport
 
 
 @dataclass(frozen=True)
@@ -31,19 +34,6 @@ class UnprunableGroup:
 
 
 @dataclass(frozen=True)
-class Fidelity:
-    """Pruned vs input model on the same samples."""
-
-    samples: int
-    cosine: float
-    max_abs: float
-    rel_error: float
-    top1_agreement: float | None = None
-    accuracy_input: float | None = None
-    accuracy_pruned: float | None = None
-
-
-@dataclass(frozen=True)
 class PruneReport:
     criterion: str
     mode: str  # ratio | target_macs | magnitude
@@ -54,8 +44,8 @@ class PruneReport:
     params_after: int
     macs_before: int
     macs_after: int
-    fidelity: Fidelity | None = None
-    fidelity_without_reconstruction: Fidelity | None = None
+    fidelity: FidelityReport | None = None  # pruned vs input model, every output (edgecompress.fidelity)
+    fidelity_without_reconstruction: FidelityReport | None = None
     reconstructed: tuple[str, ...] = ()
     bn_reestimated: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -70,6 +60,9 @@ class PruneReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = config_to_dict(self)
+        for key in ("fidelity", "fidelity_without_reconstruction"):
+            f = getattr(self, key)
+            d[key] = f.to_dict() if f is not None else None
         d["macs_kept"] = self.macs_kept
         d["params_kept"] = self.params_kept
         return d

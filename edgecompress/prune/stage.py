@@ -13,10 +13,11 @@ import onnx_ir as ir
 from ..artifact import ModelArtifact, StageResult
 from ..data import FeedData, load_data, random_feeds
 from ..errors import ConfigError, UnsupportedError, ValidationError
+from ..fidelity import FidelityReport, Outputs, judge, resolve_state, run_outputs
 from ..fsutil import check_output_path
 from ..onnxgraph import census
 from ..onnxgraph.io import check_model, input_specs, load_model, output_specs, save_model
-from ..onnxgraph.runtime import make_session, run_all
+from ..onnxgraph.runtime import make_session
 from ..targets import get_target
 from .apply import ChannelRemovalPass
 from .bnstats import BatchNormMomentMatching
@@ -25,8 +26,10 @@ from .criteria import activation_means, compute_scores
 from .graphutil import prepare, to_proto
 from .groups import Analysis, analyze
 from .reconstruct import LeastSquaresReconstruction
-from .report import Fidelity, GroupReport, PruneReport, UnprunableGroup
+from .report import GroupReport, PruneReport, UnprunableGroup
 from .select import MacModel, make_plan, select_magnitude, select_ratio, select_target_macs
+
+HOLDOUT_MIN = 20  # below this many calibration samples (and no --eval), fidelity is measured on them all
 
 
 def _as_artifact(model: str | os.PathLike[str] | ModelArtifact) -> ModelArtifact:
@@ -56,44 +59,29 @@ def unprunable_error(analysis: Analysis) -> UnsupportedError:
                             hint="see the reasons per group (--json); use --skip or re-export the model", report=report)
 
 
-def fidelity(ref: list[list[np.ndarray]], got: onnx.ModelProto, data: FeedData) -> Fidelity:
-    """Fidelity of `got` against `ref`, the input model's outputs on `data` (run_all)."""
-    s_got = make_session(got.SerializeToString(), origin="pruned model")
-    b = run_all(s_got, data)
-    r = np.concatenate([np.asarray(x, np.float64).reshape(1, -1) for x in ref[0]])
-    g = np.concatenate([np.asarray(x, np.float64).reshape(1, -1) for x in b[0]])
-    if r.shape != g.shape:
-        raise ValidationError(f"pruned model output shape {g.shape} differs from the input model's {r.shape}")
-    if not np.isfinite(g).all():
-        raise ValidationError("pruned model produces NaN/Inf on the evaluation data")
-    err = float(np.abs(r - g).max()) if r.size else 0.0
-    den = float(np.linalg.norm(r) * np.linalg.norm(g))
-    cos = float((r * g).sum() / den) if den > 0 else 1.0
-    rel = float(np.linalg.norm(r - g) / max(np.linalg.norm(r), 1e-12))
-    top1 = acc_in = acc_out = None
-    if r.shape[1] > 1 and np.ndim(ref[0][0]) == 2:
-        top1 = float((r.argmax(1) == g.argmax(1)).mean())
-        if data.labels is not None and len(data.labels) == len(r):
-            lab = np.asarray(data.labels).reshape(-1)
-            acc_in, acc_out = float((r.argmax(1) == lab).mean()), float((g.argmax(1) == lab).mean())
-    return Fidelity(len(r), cos, err, rel, top1, acc_in, acc_out)
-
-
 class _Fidelities:
-    """fidelity() of pruned models on datasets; the input model runs once per dataset and each (model, dataset)
-    pair is measured once."""
+    """The pruned models' fidelity (edgecompress.fidelity, every output) on datasets; the input model runs once per
+    dataset and each (model, dataset) pair is measured once."""
 
-    def __init__(self, base: onnx.ModelProto) -> None:
+    def __init__(self, base: onnx.ModelProto, config: PruneConfig) -> None:
         self.base = base.SerializeToString()
-        self.refs: dict[int, tuple[FeedData, list[list[np.ndarray]]]] = {}
-        self.done: dict[tuple[int, int], tuple[onnx.ModelProto, FeedData, Fidelity]] = {}
+        self.compare = config.compare
+        self.state = resolve_state(self.compare, self.base)
+        self.refs: dict[int, tuple[FeedData, Outputs]] = {}
+        self.done: dict[tuple[int, int], tuple[onnx.ModelProto, FeedData, FidelityReport]] = {}
 
-    def __call__(self, got: onnx.ModelProto, data: FeedData) -> Fidelity:
+    def __call__(self, got: onnx.ModelProto, data: FeedData) -> FidelityReport:
         key = (id(got), id(data))
         if key not in self.done:
             if id(data) not in self.refs:
-                self.refs[id(data)] = data, run_all(make_session(self.base, origin="input model"), data)
-            self.done[key] = got, data, fidelity(self.refs[id(data)][1], got, data)
+                self.refs[id(data)] = data, run_outputs(self.base, data, state=self.state, origin="input model")
+            outs = run_outputs(got.SerializeToString(), data, state=self.state, origin="pruned model")
+            rep = judge(self.refs[id(data)][1], outs, self.compare, labels=data.labels, state=self.state)
+            if rep.broken:
+                b = rep.broken[0]
+                raise ValidationError(f"pruned model output {b.name!r} is broken: {'; '.join(b.notes)}",
+                                      report={"fidelity": rep.to_dict()})
+            self.done[key] = got, data, rep
         return self.done[key][2]
 
 
@@ -123,6 +111,15 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     evald = _data(eval_data, src, "evaluation data", None)
     if config.criterion == "activation" and calib is None:
         raise ConfigError("criterion 'activation' needs calibration data (--calibration)")
+    held = None
+    if evald is None and calib is not None:
+        if calib.n >= HOLDOUT_MIN:
+            calib, held = calib.split(0.25, seed=0)
+            notes.append(f"no --eval: fidelity is measured on {held.n} held-out calibration samples (the other "
+                         f"{calib.n} are used for statistics and reconstruction)")
+        else:
+            notes.append(f"no --eval and only {calib.n} calibration samples: fidelity is measured on the samples "
+                         "reconstruction was fitted on (optimistic); pass --eval for an independent check")
 
     work = prepare(src)
     base = to_proto(work, keep_shapes=True)
@@ -154,11 +151,11 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     ChannelRemovalPass(analysis, keep)(pruned_ir)
     raw = to_proto(pruned_ir)
     final, recon, bn_done = raw, [], []
-    check = evald or calib
+    check = evald or held or calib
     if check is None and all(t.dtype.kind == "f" for t in input_specs(src)):
         check = random_feeds(input_specs(src), 4, seed=0)
         notes.append("no calibration/eval data: fidelity is measured on 4 random inputs")
-    fids = _Fidelities(base)
+    fids = _Fidelities(base, config)
     fid_raw = fids(raw, check) if check is not None else None
     fid = fid_raw
     if calib is not None and config.reconstruct and keep:
@@ -169,11 +166,20 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
         notes += ls.notes
         recon, bn_done = ls.refitted, bn.updated
         final = to_proto(pruned_ir)
-        before, after, fid = fids(raw, calib), fids(final, calib), fids(final, check)
-        if after.rel_error > before.rel_error:
-            notes.append(f"reconstruction raised the output error on the calibration data ({before.rel_error:.4g} "
-                         f"-> {after.rel_error:.4g}); the model without reconstruction is written")
+        fid = fids(final, check)
+        if fid_raw is not None and fid.rel_error > fid_raw.rel_error:
+            notes.append(f"reconstruction raised the output error on the {'evaluation' if evald else 'held-out'} "
+                         f"data ({fid_raw.rel_error:.4g} -> {fid.rel_error:.4g}); the model without reconstruction "
+                         "is written")
             final, fid, recon, bn_done = raw, fid_raw, [], []
+    if config.max_drop is not None and fid is not None and not fid.meets(config.max_drop):
+        w = fid.worst
+        raise ValidationError(f"pruned model is outside the budget: drop {fid.drop:.4f} on output "
+                              f"{w.name if w else '?'} ({w.primary if w else '-'}) > max_drop {config.max_drop} "
+                              f"({fid.samples} samples); nothing written",
+                              hint="prune less (--target-macs closer to 1 / a smaller --ratio), give more calibration "
+                                   "data for reconstruction, or raise --max-drop",
+                              report={"fidelity": fid.to_dict(), "macs_kept_predicted": None})
     _validate(src, final, loaded=check is not None)  # fidelity loaded `final` in ORT whenever it was measured
     save_model(final, out)
 

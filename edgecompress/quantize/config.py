@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..fidelity.config import METRICS, CompareConfig
 
 MODES = ("auto", "static", "dynamic")
 METHODS = ("auto", "minmax", "percentile", "entropy", "histogram")
 FORMATS = ("auto", "qdq", "qoperator")
 ACTIVATION_TYPES = ("auto", "uint8", "int8")
-METRICS = ("auto", "top1", "accuracy", "cosine", "mse")
 
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -27,8 +27,12 @@ class QuantizeConfig:
     method: calibration method; auto picks by fidelity between minmax and the streaming histogram.
     per_channel: None = the target's preference.
     format / activation_type: auto = the target's preference; on the host the candidates are timed side by side.
-    metric: how int8 is compared with fp32 (auto = top1 for class scores, cosine otherwise).
-    max_drop: largest relative metric drop accepted before nodes fall back to fp32 (0.01 = 1 %).
+    metric: how int8 is compared with fp32 on every output (auto: top-1 agreement for class scores, accuracy
+      with labels, decision agreement for scalar probabilities, balanced cosine otherwise; docs/fidelity.md).
+    detection: a detector's box/score outputs, 'boxes=NAME,scores=NAME[,format=..][,threshold=..]': judged by
+      matched-detection recall.
+    state: 'IN=OUT' state pairs of a stateful model (closed-loop evaluation); empty = detected; 'none' = off.
+    max_drop: largest drop accepted on the worst output before nodes fall back to fp32 (0.01 = 1 %).
     exclude: node names kept in fp32.
     allow_slower: write the model even if int8 measures slower than fp32 on the host.
     """
@@ -39,6 +43,8 @@ class QuantizeConfig:
     format: str = "auto"
     activation_type: str = "auto"
     metric: str = "auto"
+    detection: str = ""
+    state: tuple[str, ...] = ()
     max_drop: float = 0.01
     exclude: tuple[str, ...] = ()
     allow_slower: bool = False
@@ -49,6 +55,10 @@ class QuantizeConfig:
         _one_of("format", self.format, FORMATS)
         _one_of("activation_type", self.activation_type, ACTIVATION_TYPES)
         _one_of("metric", self.metric, METRICS)
+        if isinstance(self.state, str):
+            object.__setattr__(self, "state", (self.state,) if self.state else ())
+        object.__setattr__(self, "state", tuple(self.state))
+        CompareConfig(self.metric, self.detection, self.state)  # validates detection / state
         if self.per_channel is not None and not isinstance(self.per_channel, bool):
             raise ConfigError(f"per_channel must be true, false or unset (target default), got {self.per_channel!r}")
         if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)) \
@@ -68,3 +78,7 @@ class QuantizeConfig:
         if self.mode == "dynamic" and self.activation_type == "int8":
             raise ConfigError("activation_type int8 is not available in mode 'dynamic' (ORT's dynamic "
                               "quantization uses uint8 activations)")
+
+    @property
+    def compare(self) -> CompareConfig:
+        return CompareConfig(self.metric, self.detection, self.state)

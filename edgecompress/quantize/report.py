@@ -24,7 +24,7 @@ class QuantizeReport:
     equalization: dict[str, Any]
     excluded_nodes: list[dict[str, Any]]  # [{"name", "reason"}]
     exclusion_speed_cost: float | None  # int8 without exclusions / with (latency ratio); None when no exclusions
-    fidelity: dict[str, Any]  # Fidelity.to_dict() on the full evaluation set
+    fidelity: dict[str, Any]  # the deciding numbers + "comparison": FidelityReport.to_dict() on the full evaluation set
     fidelity_data: str  # what the fidelity was measured on
     speed: dict[str, Any]  # fp32_ms, int8_ms, speedup (measured side by side), threads, rounds, measured
     census: dict[str, Any]  # int8 census of ONNX Runtime's optimized graph

@@ -10,18 +10,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from ..data import FeedData
 from ..errors import ValidationError
+from ..fidelity import CompareConfig, FidelityReport, Outputs, judge, run_outputs
 from ..fsutil import file_size_mb
 from ..onnxgraph.census import int8_census
-from ..onnxgraph.runtime import make_session, run_all
+from ..onnxgraph.runtime import make_session
 from ..targets import TargetProfile, is_host_compatible
 from . import calibration as calib_mod
 from .config import QuantizeConfig
-from .fidelity import Fidelity, score
 from .ortquant import Candidate, run_quantizer
 from .preprocess import PreprocessResult
 from .progress import bar
@@ -39,13 +38,16 @@ MAX_FALLBACK_STEPS = 12
 class Tried:
     cand: Candidate
     path: Path
-    fid: Fidelity | None = None
+    fid: FidelityReport | None = None
     speedup: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"label": self.cand.label}
         if self.fid is not None:
-            d.update(drop=round(self.fid.drop, 6), cosine=round(self.fid.cosine, 6))
+            w = self.fid.worst
+            d.update(drop=round(self.fid.drop, 6), ci95=round(self.fid.ci95, 6),
+                     worst_output=w.name if w else None, headline={k: round(v, 6) for k, v in
+                                                                   self.fid.headline().items()})
         if self.speedup is not None:
             d["speedup_vs_fp32"] = round(self.speedup, 3)
         return d
@@ -61,10 +63,9 @@ class _Run:
     fid_data: FeedData
     fid_note: str
     pre: PreprocessResult = field(default_factory=lambda: PreprocessResult(Path()))
-    metric: str = "top1"
-    against: str = "fp32"
-    ref_sel: list[np.ndarray] = field(default_factory=list)
-    ref_all: list[np.ndarray] = field(default_factory=list)
+    state: tuple[tuple[str, str], ...] = ()
+    ref_sel: Outputs = field(default_factory=dict)
+    ref_all: Outputs = field(default_factory=dict)
     tried: list[Tried] = field(default_factory=list)
     calib_stats: dict[str, Any] = field(default_factory=dict)
     caches: dict[tuple[str, bool], Path] = field(default_factory=dict)
@@ -79,20 +80,23 @@ class _Run:
         """The first SELECT_SAMPLES evaluation samples (read once: the candidates are compared on them)."""
         return self.fid_data.head(SELECT_SAMPLES) if self.fid_data.n > SELECT_SAMPLES else self.fid_data
 
-    def first_outputs(self, path: Path, data: FeedData, what: str) -> list[np.ndarray]:
-        sess = make_session(str(path), threads=self.threads, origin=what)
+    @property
+    def compare(self) -> CompareConfig:
+        return self.cfg.compare
+
+    def outputs(self, path: Path, data: FeedData, what: str) -> Outputs:
+        """Every output of the model at `path` on `data` (closed loop for the model's state pairs)."""
         with bar(f"evaluating {what}", data.n) as adv:
-            outs = run_all(sess, _ticking(data, adv))
-        return outs[0]
+            return run_outputs(str(path), data, state=self.state, threads=self.threads, origin=what, tick=adv)
 
     @property
     def threads(self) -> int:
         return self.target.threads if self.target.threads > 0 else (os.cpu_count() or 1)
 
-    def evaluate(self, t: Tried, full: bool = False) -> Fidelity:
+    def evaluate(self, t: Tried, full: bool = False) -> FidelityReport:
         data = self.fid_data if full else self.sel
-        got = self.first_outputs(t.path, data, t.cand.label)
-        fid = score(self.metric, self.against, self.ref_all if full else self.ref_sel, got, data.labels)
+        got = self.outputs(t.path, data, t.cand.label)
+        fid = judge(self.ref_all if full else self.ref_sel, got, self.compare, labels=data.labels, state=self.state)
         if not full:
             t.fid = fid
         return fid
@@ -122,12 +126,6 @@ class _Run:
                 self.caches[(m, eq)] = r.write_cache(self.work / f"ranges_{m}_{int(eq)}.json")
                 self.calib_stats.setdefault(m if not eq else f"{m}+CLE", r.stats())
         return self.caches[key]
-
-
-def _ticking(data: FeedData, adv):
-    for feed in data:
-        yield feed
-        adv(1)
 
 
 def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str, Any]],
@@ -167,7 +165,7 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
         weight_type=c.weight_type, per_channel=c.per_channel, reduce_range=c.reduce_range,
         calibrator=c.method if c.mode == "static" else "runtime", calibrator_reason=why.get("method", ""),
         format_reason=why.get("format", ""), target=tgt.name, equalization=eq, excluded_nodes=excluded,
-        exclusion_speed_cost=excl_cost, fidelity=fid.to_dict(), fidelity_data=run.fid_note, speed=speed,
+        exclusion_speed_cost=excl_cost, fidelity=_fidelity_dict(fid), fidelity_data=run.fid_note, speed=speed,
         census=census, calibration=run.calib_stats, candidates=[t.to_dict() for t in run.tried],
         preprocess={"pre_process": run.pre.pre_process, "transformer_fusions": run.pre.transformer_fusions,
                     "batchnorm_folded": run.pre.batchnorm_folded, "notes": run.pre.notes},
@@ -221,8 +219,17 @@ def fallback(run: _Run, best: Tried) -> tuple[Tried, list[dict[str, Any]], Tried
         fid = run.evaluate(cur, full=True)
         if fid.meets(cfg.max_drop):
             return cur, excluded, base, f"{steps} node(s) fell back to fp32 to meet max_drop {cfg.max_drop}"
-    raise ValidationError(f"metric drop {fid.drop:.4f} ({fid.metric} against {fid.against}) exceeds max_drop "
-                          f"{cfg.max_drop} even after {steps} node(s) fell back to fp32; nothing written",
+    w = fid.worst
+    raise ValidationError(f"fidelity drop {fid.drop:.4f} on output {w.name if w else '?'} "
+                          f"({w.primary if w else '-'}) exceeds max_drop {cfg.max_drop} even after {steps} node(s) "
+                          f"fell back to fp32; nothing written",
                           hint="raise --max-drop, --exclude more nodes, or give more/better calibration data",
-                          report={"fidelity": fid.to_dict(), "excluded_nodes": excluded,
+                          report={"fidelity": _fidelity_dict(fid), "excluded_nodes": excluded,
                                   "candidates": [t.to_dict() for t in run.tried]})
+
+
+def _fidelity_dict(fid: FidelityReport) -> dict[str, Any]:
+    """The report's fidelity: the deciding numbers (fp32 / int8 values of the worst output's metric) and the
+    full per-output comparison."""
+    b = fid.brief()
+    return {**b, "fp32": b["reference"], "int8": b["candidate"], "comparison": fid.to_dict()}

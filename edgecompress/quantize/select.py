@@ -8,9 +8,9 @@ from typing import Any
 
 import onnx
 
+from ..fidelity import better
 from ..targets import is_host_compatible
 from .bias_correction import bias_correct
-from .fidelity import better
 from .ortquant import Candidate
 from .run import EQUAL_SPEED, MATMUL_DOMINATED, Tried, _Run, fallback, finish
 from .timing import time_side_by_side
@@ -55,7 +55,7 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
     best = _best(stage_a)
     if len(methods) > 1:
         drops = ", ".join(f"{t.cand.method}{'+CLE' if t.cand.equalized else ''}: {t.fid.drop:.4g}" for t in stage_a)
-        why["method"] = f"best fidelity on {run.sel.n} samples ({run.metric} drop: {drops})"
+        why["method"] = f"best fidelity on {run.sel.n} samples (drop: {drops})"
     else:
         why["method"] = f"--method {cfg.method}"
     if len(eqs) > 1:

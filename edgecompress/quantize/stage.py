@@ -18,13 +18,13 @@ import onnx
 from ..artifact import ModelArtifact, StageResult
 from ..data import load_data
 from ..errors import BudgetError, ConfigError
+from ..fidelity import resolve_state
 from ..fsutil import atomic_copy, check_output_path, private_tempdir, working_directory
 from ..onnxgraph.census import count_macs
 from ..onnxgraph.io import external_tensors, input_specs, load_model
 from ..targets import get_target
 from .config import QuantizeConfig
 from .equalize import equalize, has_depthwise
-from .fidelity import resolve_metric
 from .preprocess import check_not_quantized, prepare
 from .report import QuantizeReport
 from .run import _Run
@@ -140,10 +140,13 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
     pre_model = run.pre.model
     _check_excludes(cfg, pre_model)
     run.models[False] = run.pre.path
-    ref_all = run.first_outputs(run.src, run.fid_data, "fp32")
+    run.state = resolve_state(cfg.compare, run.src, run.threads)
+    if run.state:
+        run.notes.append("stateful model: evaluated in closed loop (" +
+                         ", ".join(f"{a} <- {b}" for a, b in run.state) + ")")
+    ref_all = run.outputs(run.src, run.fid_data, "fp32")
     run.ref_all = ref_all
-    run.ref_sel = ref_all[: run.sel.n]
-    run.metric, run.against = resolve_metric(cfg.metric, ref_all, run.fid_data.labels)
+    run.ref_sel = {k: v[: run.sel.n] for k, v in ref_all.items()}
     depthwise = has_depthwise(pre_model)
     if depthwise and cfg.mode != "dynamic":
         eq_model, eq = equalize(pre_model)

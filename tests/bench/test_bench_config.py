@@ -12,7 +12,7 @@ from edgecompress.errors import ConfigError
     ({"runs": 0}, "runs"), ({"runs": 1.5}, "runs"), ({"runs": True}, "runs"), ({"warmup": -1}, "warmup"),
     ({"duration_s": 0}, "duration_s"), ({"duration_s": float("nan")}, "duration_s"),
     ({"threads": [1]}, "threads"), ({"threads": (1, 1)}, "threads"), ({"threads": (-1,)}, "threads"),
-    ({"fidelity_samples": 0}, "fidelity_samples"), ({"fidelity_tol": -1}, "fidelity_tol"),
+    ({"fidelity_samples": 0}, "fidelity_samples"), ({"max_drop": 1.5}, "max_drop"),
     ({"parity_tol": 0}, "parity_tol"), ({"connect_timeout_s": 0}, "connect_timeout_s"),
     ({"timeout_s": float("inf")}, "timeout_s"), ({"strict": "yes"}, "strict"), ({"interleave": 1}, "interleave"),
     ({"remote": "http://host"}, "remote"), ({"remote": "ssh://host:70000"}, "port"),

@@ -38,7 +38,7 @@ def test_two_models_shape_ratios_fidelity(cnn_models, eval_data):
     assert sp["min"] <= sp["p10"] <= ratio["ratio_p50"] <= sp["p90"] <= sp["max"]
     fid = d["models"][1]["fidelity"]
     assert fid["samples"] == 16 and fid["outputs"][0]["name"] == "logits"
-    assert fid["outputs"][0]["cosine"] > 0.9  # int8 vs fp32 on real MNIST digits
+    assert fid["outputs"][0]["metrics"]["cosine"] > 0.9 and fid["outputs"][0]["kind"] == "scores"  # int8 vs fp32 on real MNIST digits
     assert "accuracy" in d["models"][0]
 
 

@@ -97,8 +97,8 @@ def test_ssh_run_matches_local_fields(sshd, cnn_models, eval_data):
         assert r["runs"] == 10
     assert set(remote["ratios"][0]) == set(local["ratios"][0])
     # same machine, same feeds: the remote outputs are the local outputs
-    assert remote["models"][1]["fidelity"]["outputs"][0]["max_abs"] == pytest.approx(
-        local["models"][1]["fidelity"]["outputs"][0]["max_abs"], rel=1e-6)
+    assert remote["models"][1]["fidelity"]["outputs"][0]["metrics"]["max_abs"] == pytest.approx(
+        local["models"][1]["fidelity"]["outputs"][0]["metrics"]["max_abs"], rel=1e-6)
 
 
 def _leftovers() -> set[str]:
