@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench lint clean
+.PHONY: venv demo test test-fast bench zoo bench-real lint clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,16 @@ bench: $(STAMP)
 	$(PY) bench/prune_bench.py
 	$(PY) bench/bench_overhead.py
 	$(PY) bench/distill_bench.py --jobs 2   # ~2.5 h on 2 CPU cores; ~4 min on one GPU
+
+# real pretrained models + real data into $EDGECOMPRESS_ZOO or ~/.cache/edgecompress/zoo (docs/zoo.md)
+zoo: $(STAMP)
+	$(PY) bench/zoo/prepare.py
+
+# the zoo of real pretrained models (cache outside the repo), then fp32 / ORT / edgecompress side by side;
+# ~40 min on 2 CPU cores (layout_cdla alone ~27); REAL_ARGS="--fast --skip layout_cdla" for a quick look
+bench-real: $(STAMP)
+	$(PY) bench/zoo/prepare.py
+	$(PY) bench/real_models.py $(REAL_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgecompress tests bench examples scripts
