@@ -2,8 +2,11 @@
 
 Field names are recipe keys and CLI flags of every stage that compares (quantize, prune, bench):
   metric: auto | top1 | accuracy | cosine | mse (see docs/fidelity.md for what each judges);
-  detection: "boxes=NAME,scores=NAME[,classes=NAME][,format=xyxy|xywh|cxcywh][,threshold=0.5][,iou=0.5]";
-    NAME may slice the channel axis of one output, e.g. boxes=out[0:4],scores=out[4:];
+  detection: "boxes=NAME,scores=NAME[,classes=NAME][,format=xyxy|xywh|cxcywh|yxyx|offsets][,threshold=0.5]
+    [,iou=0.5][,stride=1][,window=1]"; NAME may slice the channel axis of one output, e.g.
+    boxes=out[0:4],scores=out[4:]; format=offsets: the boxes are (dx1, dy1, dx2, dy2) of a window of side
+    `window`, in units of it, one window per cell of a [4, H, W] map (cell (r, c) at (c, r) * stride) or one
+    window at the origin per [4] row (proposal/refinement networks);
   state: "IN=OUT" pairs of a stateful model (closed-loop evaluation); empty = detected from names and shapes;
     "none" switches the detection off;
   threshold: decision threshold of scalar probability outputs ([1, 1] in [0, 1]; default 0.5).
@@ -17,7 +20,8 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 METRICS = ("auto", "top1", "accuracy", "cosine", "mse")
-BOX_FORMATS = ("xyxy", "xywh", "cxcywh", "yxyx")
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh", "yxyx", "offsets")
+DETECTION_KEYS = ("boxes", "scores", "classes", "format", "threshold", "iou", "stride", "window")
 _REF = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<start>-?\d*):(?P<stop>-?\d*)\])?$")
 
 
@@ -57,8 +61,13 @@ class DetectionSpec:
     box_format: str = "xyxy"
     score_threshold: float = 0.5
     iou: float = 0.5
+    stride: float = 1.0  # format=offsets: cell spacing of the window grid
+    window: float = 1.0  # format=offsets: window side (the unit of the offsets)
 
     def __post_init__(self) -> None:
+        for name, v in (("stride", self.stride), ("window", self.window)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v) > 0:
+                raise ConfigError(f"detection {name} must be a positive number, got {v!r}")
         if self.box_format not in BOX_FORMATS:
             raise ConfigError(f"detection format must be one of {', '.join(BOX_FORMATS)}, got {self.box_format!r}")
         for name, v in (("threshold", self.score_threshold), ("iou", self.iou)):
@@ -75,9 +84,8 @@ class DetectionSpec:
             if not sep or not value.strip():
                 raise ConfigError(f"detection: expected key=value, got {part!r} in {text!r}",
                                   hint="e.g. --detection boxes=boxes,scores=scores,format=xyxy,threshold=0.5")
-            if key not in ("boxes", "scores", "classes", "format", "threshold", "iou"):
-                raise ConfigError(f"detection: unknown key {key!r} (known: boxes, scores, classes, format, "
-                                  "threshold, iou)")
+            if key not in DETECTION_KEYS:
+                raise ConfigError(f"detection: unknown key {key!r} (known: {', '.join(DETECTION_KEYS)})")
             fields[key] = value.strip()
         missing = [k for k in ("boxes", "scores") if k not in fields]
         if missing:
@@ -85,13 +93,16 @@ class DetectionSpec:
         return cls(OutputRef.parse(fields["boxes"], "boxes"), OutputRef.parse(fields["scores"], "scores"),
                    OutputRef.parse(fields["classes"], "classes") if "classes" in fields else None,
                    fields.get("format", "xyxy"), _float(fields.get("threshold", "0.5"), "threshold"),
-                   _float(fields.get("iou", "0.5"), "iou"))
+                   _float(fields.get("iou", "0.5"), "iou"), _float(fields.get("stride", "1"), "stride"),
+                   _float(fields.get("window", "1"), "window"))
 
     def __str__(self) -> str:
         parts = [f"boxes={self.boxes}", f"scores={self.scores}"]
         if self.classes is not None:
             parts.append(f"classes={self.classes}")
         parts += [f"format={self.box_format}", f"threshold={self.score_threshold:g}", f"iou={self.iou:g}"]
+        if self.box_format == "offsets":
+            parts += [f"stride={self.stride:g}", f"window={self.window:g}"]
         return ",".join(parts)
 
 

@@ -46,6 +46,8 @@ def _select(outputs: dict[str, list[np.ndarray]], ref: OutputRef, k: int) -> np.
 def _boxes_scores(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray | None,
                   spec: DetectionSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(boxes [N, 4] xyxy, scores [N], class ids [N]) of one sample's detections above the threshold."""
+    if spec.box_format == "offsets":
+        boxes, scores = _decode_offsets(boxes, scores, spec)
     b = np.squeeze(boxes)
     if b.ndim == 1 and b.size == 4:
         b = b.reshape(1, 4)
@@ -79,8 +81,31 @@ def _boxes_scores(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray | N
     return _xyxy(b[keep], spec.box_format), s2[keep], c2[keep]
 
 
+def _decode_offsets(boxes: np.ndarray, scores: np.ndarray, spec: DetectionSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Window offsets -> xyxy boxes: a [4, H, W] map holds one window per cell (cell (r, c) at (c, r) * stride,
+    side `window`), a [.., 4] array one window at the origin per row; box = window + window * offsets."""
+    b = boxes[0] if boxes.ndim > 2 and boxes.shape[0] == 1 else boxes  # the batch axis of one sample
+    w = spec.window
+    if b.ndim == 3 and b.shape[0] == 4:
+        h, wd = b.shape[1:]
+        rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(wd, dtype=np.float64), indexing="ij")
+        x0, y0 = (cols * spec.stride).reshape(-1), (rows * spec.stride).reshape(-1)
+        off = b.reshape(4, -1).T
+        s = scores[0] if scores.ndim > 2 and scores.shape[0] == 1 else scores
+        s = s.reshape(-1) if s.size == h * wd else s
+        if s.size != h * wd:
+            raise ConfigError(f"detection scores must hold one value per cell of the {h}x{wd} box map, got "
+                              f"{list(scores.shape)}", hint="slice the class channel, e.g. scores=prob[1:2]")
+    else:
+        off = b.reshape(-1, 4)
+        x0 = y0 = np.zeros(len(off))
+        s = scores
+    window = np.stack([x0, y0, x0 + w, y0 + w], 1)
+    return window + w * off, s
+
+
 def _xyxy(b: np.ndarray, fmt: str) -> np.ndarray:
-    if fmt == "xyxy":
+    if fmt in ("xyxy", "offsets"):
         return b
     if fmt == "yxyx":
         return b[:, [1, 0, 3, 2]]
