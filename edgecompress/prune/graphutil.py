@@ -108,8 +108,15 @@ def rank(value: ir.Value | None) -> int | None:
     return None if s is None else len(s)
 
 
+def _value_names(graph: ir.Graph) -> set[str]:
+    """Every value name of the graph's scope: inputs, initializers, node outputs (a new one must differ from all)."""
+    names = {v.name for v in graph.inputs if v.name} | set(graph.initializers)
+    names |= {o.name for node in graph for o in node.outputs if o.name}
+    return names
+
+
 def new_initializer(graph: ir.Graph, base: str, array: np.ndarray) -> ir.Value:
-    taken = set(graph.initializers)
+    taken = _value_names(graph)
     name, i = base, 0
     while name in taken:
         i += 1

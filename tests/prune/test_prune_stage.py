@@ -120,3 +120,29 @@ def test_activation_needs_calibration(exported, tmp_path):
     src = exported(zoo.MLP(hidden=16), (1, 1, 28, 28))
     with pytest.raises(ConfigError, match="calibration"):
         prune(str(src), PruneConfig(ratio=0.5, criterion="activation"), out=str(tmp_path / "p.onnx"))
+
+
+def test_constant_node_shared_by_two_consumers(tmp_path):
+    """A Constant node's output read by two nodes (the MiniLM export's ReduceSum axes): un-sharing it must not
+    reuse the Constant's output name for the copy (onnx-ir then rejects the graph as redeclared)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(size=(8, 16)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(size=(16, 4)).astype(np.float32), "w2")
+    axes = helper.make_tensor("axes_value", TensorProto.INT64, [1], [1])
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"]),
+             helper.make_node("Constant", [], ["axes"], value=axes, name="Constant_axes"),
+             helper.make_node("ReduceSum", ["y", "axes"], ["s1"], keepdims=1),
+             helper.make_node("ReduceSum", ["x", "axes"], ["s2"], keepdims=1),
+             helper.make_node("Add", ["s1", "s2"], ["out"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1])], [w1, w2])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    src = tmp_path / "m.onnx"
+    onnx.save(m, str(src))
+    res = prune(str(src), PruneConfig(ratio=0.5, round_to=1), out=str(tmp_path / "p.onnx"))
+    assert res.report.groups[0].channels_after == 8
+    onnx.checker.check_model(onnx.load(str(tmp_path / "p.onnx")), full_check=True)
