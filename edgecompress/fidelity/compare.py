@@ -267,12 +267,16 @@ def judge(ref: Outputs, got: Outputs, config: CompareConfig | None = None, *, la
     return FidelityReport(tuple(results), n, det, tuple(state), tuple(notes))
 
 
-def compare_models(reference: Model, candidate: Model, data: FeedData | Sequence[Feed],
+def compare_models(reference: Model, candidate: Model, data: FeedData | Sequence[Feed] | str | os.PathLike[str],
                    config: CompareConfig | None = None, *, threads: int = 1, labels: np.ndarray | None = None,
                    reference_outputs: Outputs | None = None) -> FidelityReport:
     """Run both models on `data` and compare every output. `reference_outputs` skips re-running the reference
     (the stages run it once and compare many candidates)."""
     cfg = config or CompareConfig()
+    if isinstance(data, (str, os.PathLike)):
+        from ..data import load_data
+
+        data = load_data(data, what="comparison data")
     ref_sess = _session(reference, threads, "reference model")
     state = resolve_state(cfg, ref_sess)
     if labels is None and isinstance(data, FeedData):
