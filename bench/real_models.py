@@ -67,6 +67,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--zoo", default=None, help="zoo cache (default $EDGECOMPRESS_ZOO or ~/.cache/edgecompress/zoo)")
     ap.add_argument("--out", type=Path, default=None, help="results markdown (a .json is written beside it)")
     ap.add_argument("--keep", type=Path, default=None, help="keep every produced model under this folder")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the sections of the models run (with --only) in an existing --out; the "
+                         "others are kept from the earlier run, and the header says which were re-run when")
     ap.add_argument("--score-samples", type=int, default=0, help="cap the scored samples (0: all; --fast: 32)")
     ap.add_argument("--cli-timeout", type=float, default=1800.0, help="seconds per edgecompress call")
     ap.add_argument("--timing-budget", type=float, default=0.0,
@@ -273,7 +276,7 @@ def main(argv: list[str]) -> int:
     log(f"zoo: {', '.join(names)}; {machine['cpu']}, avx512_vnni={machine['avx512_vnni']}, "
         f"onnxruntime {machine['onnxruntime']}")
     scratch = Path(tempfile.mkdtemp(prefix="real-models-"))
-    sections: list[str] = []
+    sections: dict[str, str] = {}
     results: dict[str, Any] = {}
     meta: dict[str, Any] = {"command": command, "machine": machine, "fast": args.fast,
                             "started": started.strftime("%Y-%m-%d %H:%M"),
@@ -282,6 +285,10 @@ def main(argv: list[str]) -> int:
                                            f"{timing_rounds(args.fast)['min_rounds']}+ rounds / "
                                            f"{args.timing_budget:.0f} s, p50 = median, ratios = medians of "
                                            "per-round ratios"}
+    if args.update:
+        sections, results, earlier = _earlier(args.out)
+        meta["earlier"] = earlier
+        meta["rerun"] = f"{', '.join(names)} re-run {started.strftime('%Y-%m-%d %H:%M')} UTC (git {machine['git']})"
     try:
         for i, name in enumerate(names, 1):
             log(f"[{i}/{len(names)}] {name}")
@@ -292,8 +299,8 @@ def main(argv: list[str]) -> int:
                 info, variants = {"notes": [f"bench failed: {one_line(exc)}"]}, []
             sec = report.model_section(name, info, variants)
             print(sec, flush=True)
-            sections.append(sec)
-            results[name] = {**info, "variants": [v.to_dict() for v in variants]}
+            sections[name] = sec
+            results[name] = {**info, "section": sec, "variants": [v.to_dict() for v in variants]}
             if args.keep:
                 dest = args.keep / name
                 shutil.rmtree(dest, ignore_errors=True)
@@ -306,10 +313,28 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _write(args: argparse.Namespace, meta: dict[str, Any], sections: list[str], results: dict[str, Any]) -> Path:
+def _earlier(out: Path) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+    """Sections, per-model results and the header facts of an earlier run's results (for --update)."""
+    import json
+
+    js = out.with_suffix(".json")
+    if not js.is_file():
+        raise SystemExit(f"error: --update needs an earlier {js}")
+    obj = json.loads(js.read_text())
+    md = out.read_text() if out.is_file() else ""
+    parsed = {chunk.split("\n", 1)[0].strip(): "## " + chunk.rstrip() + "\n" for chunk in md.split("\n## ")[1:]}
+    models = obj.get("models", {})
+    sections = {n: r.get("section") or parsed.get(n, f"## {n}\n") for n, r in models.items()}
+    earlier = {k: obj.get(k) for k in ("command", "started", "finished", "wall_min", "earlier", "rerun")}
+    return sections, models, earlier
+
+
+def _write(args: argparse.Namespace, meta: dict[str, Any], sections: dict[str, str], results: dict[str, Any]) -> Path:
     meta = {**meta, "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "wall_min": (time.perf_counter() - T0) / 60, "loadavg_end": list(os.getloadavg())}
-    report.write_results(args.out, report.document(meta, sections), {**meta, "models": results})
+    order = list(zoo_io.load_zoo(args.zoo)) if args.update else list(sections)
+    ordered = [sections[n] for n in order if n in sections] + [s for n, s in sections.items() if n not in order]
+    report.write_results(args.out, report.document(meta, ordered), {**meta, "models": results})
     return args.out
 
 

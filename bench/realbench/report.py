@@ -100,12 +100,21 @@ def model_section(name: str, info: dict[str, Any], variants: list[Variant]) -> s
     return "\n".join(lines)
 
 
+def _made_by(meta: dict[str, Any]) -> list[str]:
+    run = (f"`{meta['command']}` (`make bench-real` runs `bench/zoo/prepare.py` first), {meta['started']} - "
+           f"{meta['finished']} UTC, {meta['wall_min']:.1f} min.")
+    if not meta.get("rerun"):
+        return [f"Made by {run}", ""]
+    e = meta["earlier"]
+    return [f"Made by `{e['command']}`, {e['started']} - {e['finished']} UTC, {e['wall_min']:.1f} min; then "
+            f"{meta['rerun']} by {run}", ""]
+
+
 def document(meta: dict[str, Any], sections: list[str]) -> str:
     m = meta["machine"]
     head = [
         "# edgecompress vs ONNX Runtime's quantizers on the zoo (real pretrained models)", "",
-        f"Made by `{meta['command']}` (`make bench-real` runs `bench/zoo/prepare.py` first), "
-        f"{meta['started']} - {meta['finished']} UTC, {meta['wall_min']:.1f} min.", "",
+        *(_made_by(meta)),
         f"- CPU: {m['cpu']}, {m['cores']} cores; avx512_vnni in /proc/cpuinfo: {'yes' if m['avx512_vnni'] else 'no'}; "
         f"avx2: {'yes' if m['avx2'] else 'no'}",
         f"- onnxruntime {m['onnxruntime']}, onnx {m['onnx']}, Python {m['python']}, edgecompress git {m['git']}",
