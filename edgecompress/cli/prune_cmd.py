@@ -26,6 +26,9 @@ from .common import compare_options, console, handle_errors, json_option, show_r
               help="Calibration data (.npz, folder, images, module:function) for reconstruction and activations.")
 @click.option("--eval", "eval_data", default=None, metavar="DATA",
               help="Evaluation data (optional 'labels'): the pruned model is compared with the input on it.")
+@click.option("--compensate/--no-compensate", default=True, show_default=True,
+              help="With --calibration: move each removed channel's mean contribution (a constant act(bias) "
+                   "for near-zero channels) into its consumers' biases.")
 @click.option("--reconstruct/--no-reconstruct", default=True, show_default=True,
               help="With --calibration: re-fit consumer weights by least squares and re-match BatchNorm statistics.")
 @click.option("--round-to", type=int, default=None, metavar="N",
@@ -39,8 +42,8 @@ from .common import compare_options, console, handle_errors, json_option, show_r
 @target_option
 @json_option
 @handle_errors
-def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eval_data, reconstruct, round_to, skip,
-              samples, metric, detection, state, max_drop, target, as_json):
+def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eval_data, compensate, reconstruct,
+              round_to, skip, samples, metric, detection, state, max_drop, target, as_json):
     """Prune channels, MLP units and attention heads of MODEL.onnx structurally.
 
     \b
@@ -55,8 +58,8 @@ def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eva
     """
     from ..prune import PruneConfig, prune
 
-    cfg = PruneConfig(ratio=ratio, target_macs=target_macs, criterion=criterion, alpha=alpha, reconstruct=reconstruct,
-                      round_to=round_to, skip=tuple(skip), samples=samples, metric=metric,
+    cfg = PruneConfig(ratio=ratio, target_macs=target_macs, criterion=criterion, alpha=alpha, compensate=compensate,
+                      reconstruct=reconstruct, round_to=round_to, skip=tuple(skip), samples=samples, metric=metric,
                       detection=detection, state=tuple(state), max_drop=max_drop)
     result = prune(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
     show_result(result, as_json, _print)

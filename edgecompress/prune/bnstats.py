@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from .calib import collect
+from .calib import CalibratedPass, collect
 from .graphutil import attr, const_array, set_const
 from .groups import Analysis
 
@@ -25,13 +25,10 @@ def _moments(xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(1), x.std(1)
 
 
-class BatchNormMomentMatching:
+class BatchNormMomentMatching(CalibratedPass):
     def __init__(self, reference: onnx.ModelProto, analysis: Analysis, keep: Mapping[int, np.ndarray],
                  feeds: Sequence[dict]) -> None:
-        self.reference = reference
-        self.analysis = analysis
-        self.keep = keep
-        self.feeds = list(feeds)
+        super().__init__(reference, analysis, keep, feeds)
         self.updated: list[str] = []
 
     def _kept(self, node: str, n: int) -> np.ndarray:

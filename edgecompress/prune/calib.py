@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -22,3 +22,15 @@ def collect(model: onnx.ModelProto | ir.Model, names: Sequence[str], feeds: Sequ
         for n, r in zip(names, sess.run(names, feed), strict=False):
             out[n].append(np.asarray(r))
     return out
+
+
+class CalibratedPass:
+    """A recovery pass on the pruned IR that reads the original model on calibration feeds."""
+
+    def __init__(self, reference: onnx.ModelProto, analysis, keep: Mapping[int, np.ndarray],
+                 feeds: Sequence[dict]) -> None:
+        self.reference = reference
+        self.analysis = analysis  # groups.Analysis
+        self.keep = keep
+        self.feeds = list(feeds)
+        self.notes: list[str] = []

@@ -20,6 +20,7 @@ class PruneConfig:
         activation (mean |activation| x consumer weight norm; needs calibration data).
     alpha: magnitude threshold, in (0, 1).
     reconstruct: with calibration data, re-fit consumer weights by least squares and re-match BatchNorm statistics.
+    compensate: with calibration data, move each removed channel's mean contribution into its consumers' biases.
     round_to: kept channels are a multiple of this (None: the target profile's, else 8).
     skip: node names whose output channels are never pruned.
     min_keep: fraction of each group that is always kept, in (0, 1].
@@ -34,6 +35,7 @@ class PruneConfig:
     criterion: str = "l2"
     alpha: float = 0.05
     reconstruct: bool = True
+    compensate: bool = True
     round_to: int | None = None
     skip: tuple[str, ...] = ()
     min_keep: float = 0.1

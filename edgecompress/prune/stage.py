@@ -21,6 +21,7 @@ from ..onnxgraph.runtime import make_session
 from ..targets import get_target
 from .apply import ChannelRemovalPass
 from .bnstats import BatchNormMomentMatching
+from .compensate import MeanCompensation
 from .config import PruneConfig
 from .criteria import activation_means, compute_scores
 from .graphutil import prepare, to_proto
@@ -149,6 +150,12 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
 
     pruned_ir = ir.from_proto(base)
     ChannelRemovalPass(analysis, keep)(pruned_ir)
+    if feeds is not None and config.compensate:
+        comp = MeanCompensation(base, analysis, keep, feeds)
+        if comp(pruned_ir):
+            notes.append(f"the removed channels' mean contribution moved into {len(comp.compensated)} consumer "
+                         "bias(es)")
+        notes += comp.notes
     raw = to_proto(pruned_ir)
     final, recon, bn_done = raw, [], []
     check = evald or held or calib
