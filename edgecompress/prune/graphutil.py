@@ -157,3 +157,74 @@ def unshare_constants(graph: ir.Graph) -> int:
             changed += 1
     return changed
 
+
+
+def reshare_constants(model: onnx.ModelProto) -> int:
+    """Merge initializers of identical content (dtype, shape, bytes) back into one, undoing the copies that
+    unshare_constants made for tensors pruning left unchanged; returns how many copies were dropped. Names seen
+    as values inside control-flow bodies, and graph inputs/outputs, are left alone."""
+    g = model.graph
+    protected = {v.name for v in g.input} | {v.name for v in g.output}
+
+    def sub_names(graph: onnx.GraphProto, acc: set[str]) -> None:
+        for n in graph.node:
+            for a in n.attribute:
+                for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    acc |= {i.name for i in sg.initializer} | {i.name for i in sg.input}
+                    acc |= {o for m in sg.node for o in m.output}
+                    sub_names(sg, acc)
+
+    sub_names(g, protected)
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    for t in g.initializer:
+        if t.name in protected or t.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        arr = onnx.numpy_helper.to_array(t)
+        key = (t.data_type, tuple(t.dims), arr.tobytes())
+        if key in first:
+            rename[t.name] = first[key]
+        else:
+            first[key] = t.name
+    if not rename:
+        return 0
+
+    def apply(graph: onnx.GraphProto) -> None:
+        for n in graph.node:
+            for i, name in enumerate(n.input):
+                if name in rename:
+                    n.input[i] = rename[name]
+            for a in n.attribute:
+                for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    apply(sg)
+
+    apply(g)
+    keep = [t for t in g.initializer if t.name not in rename]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    vi = [v for v in g.value_info if v.name not in rename]
+    del g.value_info[:]
+    g.value_info.extend(vi)
+    return len(rename)
+
+
+def drop_unused_initializers(model: onnx.ModelProto) -> int:
+    """Remove initializers no node reads (in the main graph or any control-flow body) and no output names."""
+    used = {o.name for o in model.graph.output}
+
+    def scan(graph: onnx.GraphProto) -> None:
+        for n in graph.node:
+            used.update(n.input)
+            for a in n.attribute:
+                for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    used.update(o.name for o in sg.output)
+                    scan(sg)
+
+    scan(model.graph)
+    g = model.graph
+    keep = [t for t in g.initializer if t.name in used]
+    dropped = len(g.initializer) - len(keep)
+    if dropped:
+        del g.initializer[:]
+        g.initializer.extend(keep)
+    return dropped

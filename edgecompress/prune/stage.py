@@ -24,7 +24,7 @@ from .bnstats import BatchNormMomentMatching
 from .compensate import MeanCompensation
 from .config import PruneConfig
 from .criteria import activation_means, compute_scores
-from .graphutil import prepare, to_proto
+from .graphutil import drop_unused_initializers, prepare, reshare_constants, to_proto
 from .groups import Analysis, analyze
 from .reconstruct import LeastSquaresReconstruction
 from .report import GroupReport, PruneReport, UnprunableGroup
@@ -187,6 +187,10 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
                               hint="prune less (--target-macs closer to 1 / a smaller --ratio), give more calibration "
                                    "data for reconstruction, or raise --max-drop",
                               report={"fidelity": fid.to_dict(), "macs_kept_predicted": None})
+    merged, dropped = reshare_constants(final), drop_unused_initializers(final)
+    if merged or dropped:
+        notes.append(f"constants tidied: {merged} copies made for the analysis merged back (equal content), "
+                     f"{dropped} no longer read removed")
     _validate(src, final, loaded=check is not None)  # fidelity loaded `final` in ORT whenever it was measured
     save_model(final, out)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from ..errors import ModelError, RuntimeFailure
+from ..errors import ModelError, RuntimeFailure, UnsupportedError
 from ..onnxgraph.census import consumers, op_histogram, quant_state
 
 PRE_PROCESS_ATTEMPTS: tuple[tuple[str, dict[str, bool]], ...] = (
@@ -46,6 +46,32 @@ def check_not_quantized(model: onnx.ModelProto, origin: str) -> None:
                                                                          "QAttention"))]
         raise ModelError(f"model {origin} is already quantized ({state}: {', '.join(ops[:4])}); "
                          "quantize the float model instead", hint="pass the fp32 model that was exported or pruned")
+
+
+COMPUTE = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+def _subgraph_compute(graph: onnx.GraphProto) -> int:
+    """Conv/MatMul/Gemm nodes inside the If/Loop/Scan bodies of `graph` (at any depth)."""
+    n = 0
+    for node in graph.node:
+        for a in node.attribute:
+            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                n += sum(x.op_type in COMPUTE for x in g.node) + _subgraph_compute(g)
+    return n
+
+
+def check_has_compute(model: onnx.ModelProto, origin: str) -> None:
+    """int8 only changes Conv/MatMul/Gemm of the main graph (ONNX Runtime's quantizer leaves control-flow bodies
+    alone): a model without any would come back unchanged, or larger."""
+    if any(n.op_type in COMPUTE for n in model.graph.node):
+        return
+    inner = _subgraph_compute(model.graph)
+    where = (f"all {inner} of them are inside If/Loop/Scan bodies, which ONNX Runtime's quantizer leaves in fp32"
+             if inner else "it has none")
+    raise UnsupportedError(f"model {origin}: nothing to quantize: int8 applies to Conv/MatMul/Gemm of the main "
+                           f"graph and {where}", hint="export the model without control flow around its layers "
+                                                      "(e.g. one graph per branch / sample rate)")
 
 
 def _decomposed_layernorm(model: onnx.ModelProto) -> int:

@@ -25,7 +25,7 @@ from ..onnxgraph.io import external_tensors, input_specs, load_model
 from ..targets import get_target
 from .config import QuantizeConfig
 from .equalize import equalize, has_depthwise
-from .preprocess import check_not_quantized, prepare
+from .preprocess import check_has_compute, check_not_quantized, prepare
 from .report import QuantizeReport
 from .run import _Run
 from .select import choose
@@ -93,6 +93,7 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
     if Path(out).resolve() == src.resolve():
         raise ConfigError("out must differ from the input model (inputs are never modified)")
     check_not_quantized(m, str(src))
+    check_has_compute(m, str(src))
     specs = input_specs(m)
     calib = load_data(calibration, what="calibration data").validated(specs, what="calibration data")
     notes = list(calib.notes)

@@ -96,3 +96,30 @@ def test_never_more_parameters_or_macs(exported, tmp_path):
         a, b = load_model(str(src)), load_model(str(out))
         assert census.count_params(b) < census.count_params(a)
         assert census.count_macs(b).total < census.count_macs(a).total
+
+
+def test_shared_constants_stay_shared_and_dead_ones_go(tmp_path):
+    """The analysis gives every use of a constant its own copy; the written model merges equal copies back and
+    drops initializers nothing reads, so parameters only ever go down (a real VAD model grew 31 % before)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecompress.onnxgraph import census
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+             for n, s in (("w1", (8, 16)), ("w2", (16, 4)), ("w3", (8, 4)), ("c", (4,)), ("unused", (3, 3)))]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["m2"]), helper.make_node("Add", ["m2", "c"], ["y1"]),
+             helper.make_node("MatMul", ["x", "w3"], ["m3"]), helper.make_node("Add", ["m3", "c"], ["y2"])]
+    out = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("y1", "y2")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])], out, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    src = tmp_path / "m.onnx"
+    onnx.save(m, str(src))
+    res = prune(str(src), PruneConfig(ratio=0.5, round_to=1), out=str(tmp_path / "p.onnx"))
+    p = onnx.load(str(tmp_path / "p.onnx"))
+    assert [t.name for t in p.graph.initializer].count("c") == 1 and "unused" not in {t.name for t in p.graph.initializer}
+    assert census.count_params(p) == 8 * 8 + 8 * 4 + 8 * 4 + 4  # hidden units 16 -> 8; c once
+    assert res.report.params_after < res.report.params_before

@@ -74,3 +74,32 @@ def test_foreign_target_takes_its_preferences_without_timing(tiny_onnx, mnist_sm
     assert r.speed["measured"] is False and "not this machine" in r.speed["note"]
     assert (r.format, r.activation_type, r.per_channel) == (prefs.format, prefs.activation_type, prefs.per_channel)
     assert r.target == "ios-arm64" and len(r.candidates) == 1
+
+
+def test_compute_only_inside_control_flow_is_refused(tmp_path):
+    """A model whose layers all sit inside an If (a real VAD model does this per sample rate): ONNX Runtime's
+    quantizer leaves the bodies fp32, so int8 would write the same model, larger; refused, nothing written."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecompress.errors import UnsupportedError
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32), "w")
+    vi = helper.make_tensor_value_info
+
+    def branch(name):
+        return helper.make_graph([helper.make_node("MatMul", ["x", "w"], [f"{name}_y"])], name, [],
+                                 [vi(f"{name}_y", TensorProto.FLOAT, [1, 4])])
+
+    g = helper.make_graph([helper.make_node("If", ["flag"], ["y"], then_branch=branch("a"), else_branch=branch("b"))],
+                          "g", [vi("x", TensorProto.FLOAT, [1, 8]), vi("flag", TensorProto.BOOL, [])],
+                          [vi("y", TensorProto.FLOAT, [1, 4])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    src = tmp_path / "if.onnx"
+    onnx.save(m, str(src))
+    np.savez(tmp_path / "c.npz", x=np.ones((4, 1, 8), np.float32), flag=np.ones((4,), bool))
+    out = tmp_path / "q.onnx"
+    with pytest.raises(UnsupportedError, match="inside If/Loop/Scan bodies") as e:
+        quantize(str(src), QuantizeConfig(), out=out, calibration=str(tmp_path / "c.npz"))
+    assert e.value.exit_code == 2 and not out.exists()
