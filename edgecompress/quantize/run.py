@@ -199,11 +199,11 @@ def fallback(run: _Run, best: Tried) -> tuple[Tried, list[dict[str, Any]], Tried
     """Exclude the most sensitive nodes one by one until the metric drop is within budget."""
     cfg = run.cfg
     excluded = [{"name": n, "reason": "--exclude"} for n in cfg.exclude]
-    fid = run.evaluate(best, full=True)
+    fid = first = run.evaluate(best, full=True)
     if fid.meets(cfg.max_drop):
         return best, excluded, None, ""
-    ranked = rank_nodes(run.model_for(best.cand), best.path, run.calib.head(16), threads=run.threads)
-    ranked = [r for r in ranked if r.name not in cfg.exclude]
+    ranked_all = rank_nodes(run.model_for(best.cand), best.path, run.calib.head(16), threads=run.threads)
+    ranked = [r for r in ranked_all if r.name not in cfg.exclude]
     base = best
     cur = best
     names = list(cfg.exclude)
@@ -218,6 +218,17 @@ def fallback(run: _Run, best: Tried) -> tuple[Tried, list[dict[str, Any]], Tried
         cur = run.build(best.cand.with_(exclude=tuple(names)))
         fid = run.evaluate(cur, full=True)
         if fid.meets(cfg.max_drop):
+            heavy = {r.name for r in ranked_all if r.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")}
+            if heavy and heavy <= set(names):
+                b = first
+                raise ValidationError(
+                    f"meeting max_drop {cfg.max_drop} took every one of the {len(heavy)} Conv/MatMul/Gemm "
+                    f"nodes back to fp32: that model is not int8; nothing written (all-int8 drop {b.drop:.4f} "
+                    f"on output {b.worst.name if b.worst else '?'})",
+                    hint=f"raise --max-drop (e.g. {max(b.drop * 1.2, cfg.max_drop * 2):.3g}) or give more "
+                         "calibration data",
+                    report={"fidelity": _fidelity_dict(b), "excluded_nodes": excluded,
+                            "candidates": [t.to_dict() for t in run.tried]})
             return cur, excluded, base, f"{steps} node(s) fell back to fp32 to meet max_drop {cfg.max_drop}"
     w = fid.worst
     raise ValidationError(f"fidelity drop {fid.drop:.4f} on output {w.name if w else '?'} "

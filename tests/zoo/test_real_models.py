@@ -41,13 +41,21 @@ def test_quantize_onet_keeps_every_output(zoo, score_data, onet_int8):
 
 
 def test_quantize_pnet_detections(zoo, score_data, tmp_path):
+    from edgecompress.errors import ValidationError
+
     m = zoo["mtcnn_pnet"]
     out = tmp_path / "pnet_int8.onnx"
-    res = quantize(str(m.path), QuantizeConfig(allow_slower=True, detection=PNET_DETECTION), out=out, **_splits(m))
-    assert res.report.to_dict()["fidelity"]["comparison"]["detection"]["recall"] >= 0.9
+    # at the default 1 % budget on detection recall every conv has to go back to fp32: refused, not shipped as int8
+    with pytest.raises(ValidationError, match="not int8"):
+        quantize(str(m.path), QuantizeConfig(allow_slower=True, detection=PNET_DETECTION), out=out, **_splits(m))
+    assert not out.exists()
+    res = quantize(str(m.path), QuantizeConfig(allow_slower=True, detection=PNET_DETECTION, max_drop=0.06), out=out,
+                   **_splits(m))
+    r = res.report.to_dict()
+    assert r["census"]["int8"] == r["census"]["total"] == 5
     rep = compare_models(str(m.path), out, score_data["mtcnn_pnet"], CompareConfig(detection=PNET_DETECTION))
     assert rep.detection.reference_detections >= 200
-    assert rep.detection.recall >= 0.95 and rep.detection.precision >= 0.9  # measured 0.998
+    assert rep.detection.recall >= 0.9 and rep.detection.precision >= 0.85  # measured 0.944 / 0.894 (ORT U8S8: 0.912)
 
 
 def test_prune_onet_is_judged_on_held_out_photos(zoo, score_data, tmp_path):
