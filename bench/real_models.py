@@ -325,8 +325,10 @@ def _earlier(out: Path) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]
     parsed = {chunk.split("\n", 1)[0].strip(): "## " + chunk.rstrip() + "\n" for chunk in md.split("\n## ")[1:]}
     models = obj.get("models", {})
     sections = {n: r.get("section") or parsed.get(n, f"## {n}\n") for n, r in models.items()}
-    earlier = {k: obj.get(k) for k in ("command", "started", "finished", "wall_min", "earlier", "rerun")}
-    return sections, models, earlier
+    base = obj.get("earlier") or {k: obj.get(k) for k in ("command", "started", "finished", "wall_min")}
+    base = {**base, "git": base.get("git") or (obj.get("machine") or {}).get("git"),
+            "reruns": list(base.get("reruns") or []) + ([obj["rerun"]] if obj.get("earlier") and obj.get("rerun") else [])}
+    return sections, models, base
 
 
 def _write(args: argparse.Namespace, meta: dict[str, Any], sections: dict[str, str], results: dict[str, Any]) -> Path:

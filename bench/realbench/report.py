@@ -106,8 +106,11 @@ def _made_by(meta: dict[str, Any]) -> list[str]:
     if not meta.get("rerun"):
         return [f"Made by {run}", ""]
     e = meta["earlier"]
-    return [f"Made by `{e['command']}`, {e['started']} - {e['finished']} UTC, {e['wall_min']:.1f} min; then "
-            f"{meta['rerun']} by {run}", ""]
+    lines = [f"Made by `{e['command']}`, {e['started']} - {e['finished']} UTC, {e['wall_min']:.1f} min, "
+             f"edgecompress git {e.get('git') or '?'}; then, with `--update`:"]
+    lines += [f"- {r}" for r in e.get("reruns") or []]
+    lines += [f"- {meta['rerun']} by {run}", ""]
+    return lines
 
 
 def document(meta: dict[str, Any], sections: list[str]) -> str:
