@@ -34,7 +34,8 @@ def machine_facts(root: Path) -> dict[str, Any]:
         pass
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                          check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+                           cwd=root, capture_output=True,
                            text=True, check=False).stdout.strip()
     return {"cpu": cpu, "avx512_vnni": "avx512_vnni" in flags, "avx2": "avx2" in flags,
             "cores": os.cpu_count(), "onnxruntime": ort.__version__, "onnx": onnx.__version__,
