@@ -14,9 +14,11 @@ for run in 1 2; do
 done
 python3 - <<'PY'
 import json, os
-for f in sorted(os.listdir(os.environ["OUT"])):
+out = os.environ["OUT"]
+for f in sorted(os.listdir(out)):
     if f.endswith(".json"):
-        d = json.load(open(os.path.join(os.environ["OUT"], f))); r = d.get("report", d)
-        n = r["data"].get("train_samples") or r["data"].get("train", {}).get("samples") if isinstance(r.get("data"), dict) else None
-        print(f, "world", r.get("world_size"), "device", r.get("device"), "val", r.get("val_metric"), "teacher", r.get("teacher_val_metric"), "epochs", r.get("epochs"), "seconds", r.get("seconds"), "data", json.dumps(r.get("data"))[:200])
+        r = json.load(open(os.path.join(out, f)))["report"]
+        n = r["data"]["train"] * r["epochs"]
+        print(f, "world", r["world_size"], r["device"], "val", round(r["val_metric"], 4), "teacher",
+              round(r["teacher_val_metric"], 4), f"{r['seconds']:.2f} s", f"{n / r['seconds']:.0f} samples/s")
 PY
