@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import METRIC_CHOICES, console, emit_json, handle_errors, json_option, target_option
+from .common import console, emit_json, handle_errors, json_option, metric_options, target_option
 
 
 @click.command("bench")
@@ -16,10 +16,7 @@ from .common import METRIC_CHOICES, console, emit_json, handle_errors, json_opti
 @click.option("--duration", "duration_s", default=None, type=float, metavar="S", help="Time S seconds instead of --runs.")
 @click.option("--data", default=None, metavar="DATA", help="Feed data (.npz, folder, module:fn); fidelity vs model 1.")
 @click.option("--fidelity-samples", default=32, show_default=True, type=int, help="Samples of --data compared.")
-@click.option("--metric", type=click.Choice(METRIC_CHOICES), default="auto", show_default=True,
-              help="How each model's outputs are judged against model 1's (see `quantize --help`).")
-@click.option("--detection", default="", metavar="SPEC",
-              help="Detector outputs, 'boxes=NAME,scores=NAME[,...]': judged by matched-detection recall.")
+@metric_options
 @click.option("--max-drop", type=float, default=None, metavar="X",
               help="Fidelity budget: a model whose worst output drops more than X against model 1 makes the "
                    "command exit 1 (the report still comes with --json). Default: report only.")

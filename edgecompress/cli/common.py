@@ -60,7 +60,18 @@ def target_option(f: Callable) -> Callable:
                         help="Target profile name (see `edgecompress targets`) or path to a .toml; default: host.")(f)
 
 
-METRIC_CHOICES = ("auto", "top1", "accuracy", "cosine", "mse")  # edgecompress.fidelity.METRICS (kept torch/numpy-free)
+def metric_options(f: Callable) -> Callable:
+    """--metric and --detection: how every output of a model is judged against its reference."""
+    from ..fidelity.config import METRICS  # no numpy: the fidelity package loads its modules on first use
+
+    f = click.option("--detection", default="", metavar="SPEC",
+                     help="A detector's outputs: 'boxes=NAME,scores=NAME[,classes=NAME][,format=xyxy|xywh|cxcywh|"
+                          "yxyx|offsets][,threshold=0.5][,iou=0.5]'; NAME[a:b] slices a combined output along its "
+                          "channel axis. Those outputs are then judged by matched-detection recall (IoU >= iou).")(f)
+    return click.option("--metric", type=click.Choice(METRICS), default="auto", show_default=True,
+                        help="How every output is judged. auto: top-1 agreement for class scores (accuracy when the "
+                             "data has labels), decision agreement for [1, 1] probabilities, balanced cosine (each "
+                             "channel at its own scale) otherwise. top1 / accuracy / cosine / mse force one.")(f)
 
 
 def compare_options(f: Callable) -> Callable:
@@ -69,14 +80,7 @@ def compare_options(f: Callable) -> Callable:
                      help="A stateful model's state input and the output that feeds it at the next step (repeatable): "
                           "evaluated in closed loop, each model fed its own state. Default: detected from names and "
                           "shapes (h/hn, state/stateN); 'none' switches it off.")(f)
-    f = click.option("--detection", default="", metavar="SPEC",
-                     help="A detector's outputs: 'boxes=NAME,scores=NAME[,classes=NAME][,format=xyxy|xywh|cxcywh]"
-                          "[,threshold=0.5][,iou=0.5]'; NAME[a:b] slices a combined output along its channel axis. "
-                          "Those outputs are then judged by matched-detection recall (IoU >= iou).")(f)
-    return click.option("--metric", type=click.Choice(METRIC_CHOICES), default="auto", show_default=True,
-                        help="How every output is judged. auto: top-1 agreement for class scores (accuracy when the "
-                             "data has labels), decision agreement for [1, 1] probabilities, balanced cosine (each "
-                             "channel at its own scale) otherwise. top1 / accuracy / cosine / mse force one.")(f)
+    return metric_options(f)
 
 
 def handle_errors(f: Callable) -> Callable:

@@ -129,6 +129,13 @@ def _float(text: str, what: str) -> float:
         raise ConfigError(f"detection {what} must be a number, got {text!r}") from None
 
 
+def state_tuple(state: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A config's `state` as a tuple ('' -> (), 'IN=OUT' -> ('IN=OUT',)): recipes may give one string."""
+    if isinstance(state, str):
+        return (state,) if state else ()
+    return tuple(state)
+
+
 def parse_state(pairs: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...] | None:
     """('IN=OUT', ...) -> ((IN, OUT), ...); () -> None (auto-detect); ('none',) -> () (no state)."""
     if not pairs:
@@ -159,9 +166,7 @@ class CompareConfig:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if not isinstance(self.detection, str):
             raise ConfigError(f"detection must be a string like 'boxes=NAME,scores=NAME', got {self.detection!r}")
-        if isinstance(self.state, str):
-            object.__setattr__(self, "state", (self.state,) if self.state else ())
-        object.__setattr__(self, "state", tuple(self.state))
+        object.__setattr__(self, "state", state_tuple(self.state))
         if self.detection:
             DetectionSpec.parse(self.detection)
         parse_state(self.state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..fidelity.config import METRICS, CompareConfig
+from ..fidelity.config import CompareConfig, state_tuple
 
 CRITERIA = ("l1", "l2", "magnitude", "bn", "activation")
 
@@ -76,12 +76,8 @@ class PruneConfig:
             raise ConfigError(f"min_keep must be in (0, 1]; got {self.min_keep!r}")
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
             raise ConfigError(f"samples must be a positive integer; got {self.samples!r}")
-        if self.metric not in METRICS:
-            raise ConfigError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
-        if isinstance(self.state, str):
-            object.__setattr__(self, "state", (self.state,) if self.state else ())
-        object.__setattr__(self, "state", tuple(self.state))
-        CompareConfig(self.metric, self.detection, self.state)
+        object.__setattr__(self, "state", state_tuple(self.state))
+        CompareConfig(self.metric, self.detection, self.state)  # validates metric / detection / state
         if self.max_drop is not None:
             _number("max_drop", self.max_drop)
             if not 0 <= self.max_drop < 1:

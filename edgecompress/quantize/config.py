@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..fidelity.config import METRICS, CompareConfig
+from ..fidelity.config import CompareConfig, state_tuple
 
 MODES = ("auto", "static", "dynamic")
 METHODS = ("auto", "minmax", "percentile", "entropy", "histogram")
@@ -54,11 +54,8 @@ class QuantizeConfig:
         _one_of("method", self.method, METHODS)
         _one_of("format", self.format, FORMATS)
         _one_of("activation_type", self.activation_type, ACTIVATION_TYPES)
-        _one_of("metric", self.metric, METRICS)
-        if isinstance(self.state, str):
-            object.__setattr__(self, "state", (self.state,) if self.state else ())
-        object.__setattr__(self, "state", tuple(self.state))
-        CompareConfig(self.metric, self.detection, self.state)  # validates detection / state
+        object.__setattr__(self, "state", state_tuple(self.state))
+        CompareConfig(self.metric, self.detection, self.state)  # validates metric / detection / state
         if self.per_channel is not None and not isinstance(self.per_channel, bool):
             raise ConfigError(f"per_channel must be true, false or unset (target default), got {self.per_channel!r}")
         if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)) \
