@@ -34,3 +34,11 @@ class CalibratedPass:
         self.keep = keep
         self.feeds = list(feeds)
         self.notes: list[str] = []
+
+    def _kept_out(self, node: str, n: int) -> np.ndarray:
+        """The output channels of `node` (of `n` before pruning) that are kept."""
+        for gid, kept in self.keep.items():
+            for sl in self.analysis.groups[gid].slices:
+                if sl.node == node and sl.kind == "weight_out":
+                    return sl.tensor_indices(kept)
+        return np.arange(n)

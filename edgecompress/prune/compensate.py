@@ -28,10 +28,6 @@ from .graphutil import attr, const_array, new_initializer, set_const
 from .groups import Analysis, Slice, Use
 
 
-def _indices(offset: int, expand: int, channels: np.ndarray) -> np.ndarray:
-    return (offset + channels[:, None] * expand + np.arange(expand)[None, :]).reshape(-1)
-
-
 class MeanCompensation(CalibratedPass):
     def __init__(self, reference: onnx.ModelProto, analysis: Analysis, keep: Mapping[int, np.ndarray],
                  feeds: Sequence[dict]) -> None:
@@ -73,13 +69,6 @@ class MeanCompensation(CalibratedPass):
                 counts[n] += flat.shape[0]
         return {n: sums[n] / max(counts[n], 1) for n in sums}
 
-    def _kept_out(self, node: str, n: int) -> np.ndarray:
-        for gid, kept in self.keep.items():
-            for sl in self.analysis.groups[gid].slices:
-                if sl.node == node and sl.kind == "weight_out":
-                    return sl.tensor_indices(kept)
-        return np.arange(n)
-
     def __call__(self, model: ir.Model) -> list[str]:
         pairs = self._pairs()
         if not pairs or not self.feeds:
@@ -93,7 +82,7 @@ class MeanCompensation(CalibratedPass):
             node = nodes.get(sl.node)
             if w is None or node is None or use.tensor not in means:
                 continue
-            m = means[use.tensor][_indices(use.offset, use.expand, removed)]
+            m = means[use.tensor][use.tensor_indices(removed)]
             wr = np.take(w.astype(np.float64), sl.tensor_indices(removed), axis=sl.axis)
             if node.op_type == "Conv":
                 d = np.tensordot(wr, m, axes=([1], [0])).reshape(wr.shape[0], -1).sum(1)

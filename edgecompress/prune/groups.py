@@ -21,6 +21,12 @@ import onnx_ir as ir
 CLAIMED = "claimed"  # a tensor owned by a matched attention block (handled as whole heads)
 
 
+def segment_indices(offset: int, expand: int, channels: np.ndarray) -> np.ndarray:
+    """Tensor indices of group channels in a segment at `offset` where each channel spans `expand` indices."""
+    channels = np.asarray(channels, dtype=np.int64)
+    return (offset + channels[:, None] * expand + np.arange(expand)[None, :]).reshape(-1)
+
+
 @dataclass(frozen=True)
 class Slice:
     """A parameter tensor edited when the group's channels are removed: indices along `axis`,
@@ -35,8 +41,7 @@ class Slice:
 
     def tensor_indices(self, channels: np.ndarray) -> np.ndarray:
         """Indices along `axis` covered by the given group channels, in channel order."""
-        channels = np.asarray(channels, dtype=np.int64)
-        return (self.offset + channels[:, None] * self.expand + np.arange(self.expand)[None, :]).reshape(-1)
+        return segment_indices(self.offset, self.expand, channels)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,10 @@ class Use:
     axis: int
     offset: int
     expand: int
+
+    def tensor_indices(self, channels: np.ndarray) -> np.ndarray:
+        """Indices along `axis` of `tensor` carrying the given group channels."""
+        return segment_indices(self.offset, self.expand, channels)
 
 
 @dataclass

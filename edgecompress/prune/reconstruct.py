@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from .calib import collect
+from .calib import CalibratedPass, collect
 from .graphutil import attr, const_array, new_initializer, set_const
 from .groups import Analysis
 
@@ -36,17 +36,13 @@ def _conv_rows(x: np.ndarray, node: ir.Node, kshape: tuple[int, ...], rows: np.n
     return win[i_n, :, i_h, i_w].reshape(len(rows), c * kh * kw)
 
 
-class LeastSquaresReconstruction:
+class LeastSquaresReconstruction(CalibratedPass):
     def __init__(self, reference: onnx.ModelProto, analysis: Analysis, keep: Mapping[int, np.ndarray],
                  feeds: Sequence[dict], *, max_rows: int = 40000, ridge: float = 1e-4, seed: int = 0) -> None:
-        self.reference = reference
-        self.analysis = analysis
-        self.keep = keep
-        self.feeds = list(feeds)
+        super().__init__(reference, analysis, keep, feeds)
         self.max_rows = max_rows
         self.ridge = ridge
         self.rng = np.random.default_rng(seed)
-        self.notes: list[str] = []
         self.refitted: list[str] = []
 
     def _consumers(self) -> set[str]:
@@ -56,14 +52,6 @@ class LeastSquaresReconstruction:
                 if sl.kind == "weight_in":
                     out.add(sl.node)
         return out
-
-    def _kept_out(self, node: str, n: int) -> np.ndarray:
-        for gid, kept in self.keep.items():
-            g = self.analysis.groups[gid]
-            for sl in g.slices:
-                if sl.node == node and sl.kind == "weight_out":
-                    return sl.tensor_indices(kept)
-        return np.arange(n)
 
     def __call__(self, model: ir.Model) -> bool:
         consumers = self._consumers()
