@@ -81,7 +81,8 @@ def _qualified(node: onnx.NodeProto) -> str:
     return f"{d}.{node.op_type}" if d else node.op_type
 
 
-def _subgraphs(node: onnx.NodeProto):
+def subgraphs(node: onnx.NodeProto):
+    """The control-flow bodies (If branches, Loop/Scan bodies) held in a node's attributes."""
     for a in node.attribute:
         if a.type == onnx.AttributeProto.GRAPH:
             yield a.g
@@ -89,11 +90,12 @@ def _subgraphs(node: onnx.NodeProto):
             yield from a.graphs
 
 
-def _all_nodes(graph: onnx.GraphProto):
+def all_nodes(graph: onnx.GraphProto):
+    """Every node of `graph` and of its control-flow bodies, at any depth."""
     for n in graph.node:
         yield n
-        for g in _subgraphs(n):
-            yield from _all_nodes(g)
+        for g in subgraphs(n):
+            yield from all_nodes(g)
 
 
 def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
@@ -123,7 +125,7 @@ def node_names(graph: onnx.GraphProto) -> list[str]:
 
 def op_histogram(model: onnx.ModelProto) -> dict[str, int]:
     """Count of each op type in the graph and its subgraphs, most frequent first; 'domain.Op' outside ai.onnx."""
-    counts = Counter(_qualified(n) for n in _all_nodes(model.graph))
+    counts = Counter(_qualified(n) for n in all_nodes(model.graph))
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -135,7 +137,7 @@ def quant_param_names(model: onnx.ModelProto) -> set[str]:
     """Names of tensors used only as scales / zero points of quantization ops."""
     used_other: set[str] = set()
     used_q: set[str] = set()
-    for n in _all_nodes(model.graph):
+    for n in all_nodes(model.graph):
         pos = _QPARAM_INPUTS.get(n.op_type, ())
         for i, name in enumerate(n.input):
             if name:
@@ -490,7 +492,7 @@ def count_macs(model: onnx.ModelProto, dim_values: Mapping[str, int] | None = No
 def quant_state(model: onnx.ModelProto) -> str:
     """'qoperator' (QLinear*/QGemm ops), 'dynamic' (DynamicQuantizeLinear / *Integer ops), 'qdq'
     (QuantizeLinear/DequantizeLinear around float ops, incl. weight-only DequantizeLinear), or 'none'."""
-    ops = {(_dom(n), n.op_type) for n in _all_nodes(model.graph)}
+    ops = {(_dom(n), n.op_type) for n in all_nodes(model.graph)}
     if ops & _QOPERATOR_OPS:
         return "qoperator"
     if ops & _DYNAMIC_OPS:

@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from ..onnxgraph.census import all_nodes, subgraphs
+
 
 def to_ir(model: onnx.ModelProto) -> ir.Model:
     """Shape-infer `model` and convert it to onnx-ir; every node gets a unique name."""
@@ -165,43 +167,26 @@ def reshare_constants(model: onnx.ModelProto) -> int:
     as values inside control-flow bodies, and graph inputs/outputs, are left alone."""
     g = model.graph
     protected = {v.name for v in g.input} | {v.name for v in g.output}
-
-    def sub_names(graph: onnx.GraphProto, acc: set[str]) -> None:
-        for n in graph.node:
-            for a in n.attribute:
-                for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                    acc |= {i.name for i in sg.initializer} | {i.name for i in sg.input}
-                    acc |= {o for m in sg.node for o in m.output}
-                    sub_names(sg, acc)
-
-    sub_names(g, protected)
+    for n in all_nodes(g):
+        for sg in subgraphs(n):
+            protected |= {i.name for i in sg.initializer} | {i.name for i in sg.input}
+            protected |= {o for m in sg.node for o in m.output}
     first: dict[tuple, str] = {}
     rename: dict[str, str] = {}
     for t in g.initializer:
         if t.name in protected or t.data_location == onnx.TensorProto.EXTERNAL:
             continue
-        arr = onnx.numpy_helper.to_array(t)
-        key = (t.data_type, tuple(t.dims), arr.tobytes())
-        if key in first:
-            rename[t.name] = first[key]
-        else:
-            first[key] = t.name
+        key = (t.data_type, tuple(t.dims), onnx.numpy_helper.to_array(t).tobytes())
+        rename_to = first.setdefault(key, t.name)
+        if rename_to != t.name:
+            rename[t.name] = rename_to
     if not rename:
         return 0
-
-    def apply(graph: onnx.GraphProto) -> None:
-        for n in graph.node:
-            for i, name in enumerate(n.input):
-                if name in rename:
-                    n.input[i] = rename[name]
-            for a in n.attribute:
-                for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                    apply(sg)
-
-    apply(g)
-    keep = [t for t in g.initializer if t.name not in rename]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    for n in all_nodes(g):
+        for i, name in enumerate(n.input):
+            if name in rename:
+                n.input[i] = rename[name]
+    _keep_initializers(g, lambda t: t.name not in rename)
     vi = [v for v in g.value_info if v.name not in rename]
     del g.value_info[:]
     g.value_info.extend(vi)
@@ -211,20 +196,18 @@ def reshare_constants(model: onnx.ModelProto) -> int:
 def drop_unused_initializers(model: onnx.ModelProto) -> int:
     """Remove initializers no node reads (in the main graph or any control-flow body) and no output names."""
     used = {o.name for o in model.graph.output}
+    for n in all_nodes(model.graph):
+        used.update(n.input)
+        for sg in subgraphs(n):
+            used.update(o.name for o in sg.output)
+    return _keep_initializers(model.graph, lambda t: t.name in used)
 
-    def scan(graph: onnx.GraphProto) -> None:
-        for n in graph.node:
-            used.update(n.input)
-            for a in n.attribute:
-                for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                    used.update(o.name for o in sg.output)
-                    scan(sg)
 
-    scan(model.graph)
-    g = model.graph
-    keep = [t for t in g.initializer if t.name in used]
-    dropped = len(g.initializer) - len(keep)
+def _keep_initializers(graph: onnx.GraphProto, keep) -> int:
+    """Keep the initializers for which `keep(tensor)` holds; returns how many went."""
+    kept = [t for t in graph.initializer if keep(t)]
+    dropped = len(graph.initializer) - len(kept)
     if dropped:
-        del g.initializer[:]
-        g.initializer.extend(keep)
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
     return dropped

@@ -19,7 +19,7 @@ from pathlib import Path
 import onnx
 
 from ..errors import ModelError, RuntimeFailure, UnsupportedError
-from ..onnxgraph.census import consumers, op_histogram, quant_state
+from ..onnxgraph.census import all_nodes, consumers, op_histogram, quant_state
 
 PRE_PROCESS_ATTEMPTS: tuple[tuple[str, dict[str, bool]], ...] = (
     ("default", {}),
@@ -51,22 +51,12 @@ def check_not_quantized(model: onnx.ModelProto, origin: str) -> None:
 COMPUTE = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
-def _subgraph_compute(graph: onnx.GraphProto) -> int:
-    """Conv/MatMul/Gemm nodes inside the If/Loop/Scan bodies of `graph` (at any depth)."""
-    n = 0
-    for node in graph.node:
-        for a in node.attribute:
-            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                n += sum(x.op_type in COMPUTE for x in g.node) + _subgraph_compute(g)
-    return n
-
-
 def check_has_compute(model: onnx.ModelProto, origin: str) -> None:
     """int8 only changes Conv/MatMul/Gemm of the main graph (ONNX Runtime's quantizer leaves control-flow bodies
     alone): a model without any would come back unchanged, or larger."""
     if any(n.op_type in COMPUTE for n in model.graph.node):
         return
-    inner = _subgraph_compute(model.graph)
+    inner = sum(n.op_type in COMPUTE for n in all_nodes(model.graph))
     where = (f"all {inner} of them are inside If/Loop/Scan bodies, which ONNX Runtime's quantizer leaves in fp32"
              if inner else "it has none")
     raise UnsupportedError(f"model {origin}: nothing to quantize: int8 applies to Conv/MatMul/Gemm of the main "
