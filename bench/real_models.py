@@ -199,7 +199,7 @@ def score_all(variants: list[Variant], zm: Any, score: Any, cfg: Any, info: dict
     if state:
         info["notes"].append("closed loop: " + ", ".join(f"{a} <- {b}" for a, b in state))
     fp32 = next(v for v in variants if v.tool == "fp32")
-    fp32.fidelity = {"headline": _labels_only(score, ref, cfg)}
+    fp32.fidelity = {"headline": _labels_only(score, ref)}
     for v in variants:
         if v.tool == "fp32" or not v.ok:
             continue
@@ -214,14 +214,12 @@ def score_all(variants: list[Variant], zm: Any, score: Any, cfg: Any, info: dict
     info["fidelity_seconds"] = round(time.perf_counter() - t0, 1)
 
 
-def _labels_only(score: Any, ref: dict[str, Any], cfg: Any) -> dict[str, float]:
-    """fp32's own accuracy against the score labels (the reference judged against itself: the accuracy keys)."""
-    if getattr(score, "labels", None) is None:
-        return {}
-    from edgecompress.fidelity import judge
+def _labels_only(score: Any, ref: dict[str, Any]) -> dict[str, float]:
+    """fp32's own accuracy against the score labels, where an output holds class scores for them."""
+    from edgecompress.fidelity import label_accuracy
 
-    rep = judge(ref, ref, cfg, labels=score.labels)
-    return {k: v for k, v in rep.headline().items() if k in ("accuracy", "accuracy_reference")}
+    acc = label_accuracy(ref, getattr(score, "labels", None))
+    return {} if acc is None else {"accuracy": acc, "accuracy_reference": acc}
 
 
 # ------------------------------------------------------------------------------------------------ one model

@@ -25,13 +25,13 @@ if TYPE_CHECKING:
         run_outputs,
     )
     from .detection import DetectionFidelity, detection_fidelity
-    from .metrics import OutputFidelity, channel_axis, tensor_metrics
+    from .metrics import OutputFidelity, channel_axis, label_accuracy, tensor_metrics
 
 __all__ = ["METRICS", "CompareConfig", "DetectionFidelity", "DetectionSpec", "FidelityReport", "OutputFidelity",
            "OutputRef", "Outputs", "better", "channel_axis", "compare_models", "detect_state", "detection_fidelity",
-           "judge", "parse_state", "resolve_state", "run_outputs", "tensor_metrics"]
+           "judge", "label_accuracy", "parse_state", "resolve_state", "run_outputs", "tensor_metrics"]
 
 lazy_exports(__name__, {**{n: "compare" for n in ("FidelityReport", "Outputs", "better", "compare_models",
                                                    "detect_state", "judge", "resolve_state", "run_outputs")},
                         "DetectionFidelity": "detection", "detection_fidelity": "detection",
-                        **{n: "metrics" for n in ("OutputFidelity", "channel_axis", "tensor_metrics")}})
+                        **{n: "metrics" for n in ("OutputFidelity", "channel_axis", "label_accuracy", "tensor_metrics")}})

@@ -139,12 +139,44 @@ def looks_like_scores(ref: np.ndarray, labels: np.ndarray | None) -> bool:
     c = ref.shape[1]
     if c < 2:
         return False
-    if labels is not None and len(labels) == len(ref):
-        lab = np.asarray(labels).reshape(len(ref), -1)[:, 0]
-        if np.issubdtype(lab.dtype, np.integer) and lab.min() >= 0 and lab.max() < c:
-            return True
+    if _label_ids(labels, len(ref), c) is not None:
+        return True
     p, already = _probabilities(ref)
     return already or float(p.max(1).mean()) >= max(2.0 / c, 0.1)
+
+
+def _vectors(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Per-sample arrays of one float output as [n, C] rows when each is a vector (one non-unit axis, C >= 2)."""
+    shape0 = tuple(np.shape(arrays[0])) if len(arrays) else ()
+    if not shape0 or int(np.prod(shape0)) < 2 or sum(1 for d in shape0 if d != 1) != 1:
+        return None
+    if any(tuple(np.shape(a)) != shape0 for a in arrays):
+        return None
+    return np.stack([np.asarray(a, np.float64).reshape(-1) for a in arrays])
+
+
+def _label_ids(labels: np.ndarray | None, n: int, classes: int) -> np.ndarray | None:
+    """Integer class ids of `labels` when there is one per sample and all are in [0, classes)."""
+    if labels is None or len(labels) != n:
+        return None
+    lab = np.asarray(labels).reshape(n, -1)[:, 0]
+    if np.issubdtype(lab.dtype, np.integer) and lab.min() >= 0 and lab.max() < classes:
+        return lab
+    return None
+
+
+def label_accuracy(outputs: dict[str, list[np.ndarray]], labels: np.ndarray | None) -> float | None:
+    """Top-1 accuracy against `labels` of the first output that holds class scores for them (None: none does)."""
+    if labels is None:
+        return None
+    for arrays in outputs.values():
+        if not arrays or not np.issubdtype(np.asarray(arrays[0]).dtype, np.floating):
+            continue
+        rows = _vectors(arrays)
+        lab = None if rows is None else _label_ids(labels, len(rows), rows.shape[1])
+        if lab is not None:
+            return float((rows.argmax(1) == lab).mean())
+    return None
 
 
 def _class_metrics(r: np.ndarray, g: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
@@ -214,8 +246,7 @@ def tensor_metrics(name: str, ref: Sequence[np.ndarray], got: Sequence[np.ndarra
     if metric == "mse":
         primary, drop = "nmse", nmse
     per_sample = int(np.prod(shape0)) if shape0 else 1
-    vector = per_sample >= 2 and sum(1 for d in shape0 if d != 1) == 1
-    rv = np.stack([np.asarray(a, np.float64).reshape(-1) for a in ref]) if vector else None
+    rv = _vectors(ref)
     if rv is not None and metric in ("auto", "top1", "accuracy") and (metric != "auto" or looks_like_scores(rv, labels)):
         gv = np.stack([np.asarray(a, np.float64).reshape(-1) for a in got])
         cm, agree = _class_metrics(rv, gv)
@@ -223,14 +254,13 @@ def tensor_metrics(name: str, ref: Sequence[np.ndarray], got: Sequence[np.ndarra
         kind, primary = "scores", "top1_agreement"
         drop_v, ci = _mean_ci(agree)
         drop = 1.0 - drop_v
-        if labels is not None and len(labels) == n:
-            lab = np.asarray(labels).reshape(n, -1)[:, 0]
-            if np.issubdtype(lab.dtype, np.integer) and lab.min() >= 0 and lab.max() < rv.shape[1]:
-                a_ref, a_got = float((rv.argmax(1) == lab).mean()), float((gv.argmax(1) == lab).mean())
-                m.update(accuracy_reference=a_ref, accuracy=a_got)
-                if metric in ("auto", "accuracy"):
-                    primary = "accuracy"
-                    drop = (a_ref - a_got) / a_ref if a_ref > 0 else (0.0 if a_got >= a_ref else 1.0)
+        lab = _label_ids(labels, n, rv.shape[1])
+        if lab is not None:
+            a_ref, a_got = float((rv.argmax(1) == lab).mean()), float((gv.argmax(1) == lab).mean())
+            m.update(accuracy_reference=a_ref, accuracy=a_got)
+            if metric in ("auto", "accuracy"):
+                primary = "accuracy"
+                drop = (a_ref - a_got) / a_ref if a_ref > 0 else (0.0 if a_got >= a_ref else 1.0)
     elif per_sample == 1 and metric == "auto" and float(allr.min()) >= 0 and float(allr.max()) <= 1:
         dec = ((allr[:, 0] >= threshold) == (allg[:, 0] >= threshold)).astype(np.float64)
         agree_v, ci = _mean_ci(dec)

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..data import FeedData
-from ..fidelity import judge, run_outputs
+from ..fidelity import judge, label_accuracy, run_outputs
 
 
 def accuracy_metrics(model: Path, data: FeedData | None, baseline: Path | None, *,
@@ -24,11 +24,11 @@ def accuracy_metrics(model: Path, data: FeedData | None, baseline: Path | None, 
     if data is None:
         return None
     out = run_outputs(session if session is not None else str(model), data, origin=PurePosixPath(str(model)).name)
-    own = judge(out, out, labels=data.labels).headline()
+    own = label_accuracy(out, data.labels)
     res: dict[str, Any] = {"samples": data.n, "metric": "top1", "model": None, "baseline": None, "delta": None,
                            "drop": None, "top1_agreement": None, "max_abs_error_vs_baseline": None}
-    if "accuracy" in own:
-        res["model"] = _r(own["accuracy"])
+    if own is not None:
+        res["model"] = _r(own)
     if baseline is not None:
         ref = run_outputs(str(baseline), data, origin=PurePosixPath(str(baseline)).name)
         rep = judge(ref, out, labels=data.labels)

@@ -43,12 +43,12 @@ def _eval_data(spec: str):
 def eval_accuracy(path, data) -> float | None:
     """Top-1 accuracy of an ONNX model's first class-score output on labelled feeds (edgecompress.fidelity;
     None when no output reads as class scores)."""
-    from ..fidelity import judge, run_outputs
+    from ..fidelity import label_accuracy, run_outputs
     from ..onnxgraph.io import input_specs, load_model
 
     feeds = data.validated(input_specs(load_model(path)), what="data.eval")
     outs = run_outputs(str(path), feeds, origin=os.path.basename(str(path)))
-    return judge(outs, outs, labels=data.labels).headline().get("accuracy")
+    return label_accuracy(outs, data.labels)
 
 
 def _first(d: dict[str, Any], keys: tuple[str, ...]) -> Any:

@@ -98,3 +98,16 @@ def test_looks_like_scores():
     flat = rng.normal(0, 0.01, (20, 384))  # an embedding: no peaked softmax
     assert not looks_like_scores(flat, None)
     assert looks_like_scores(flat, np.arange(20) % 384)  # labels in range say they are scores
+
+
+def test_label_accuracy_is_the_first_class_score_output():
+    from edgecompress.fidelity import judge, label_accuracy
+
+    emb = [rng.normal(size=(1, 32)) for _ in range(50)]  # labels are in its range too: order decides
+    logits = _logits(50)
+    labels = np.array([int(np.argmax(r)) for r in logits])
+    labels[:5] = (labels[:5] + 1) % 10  # 90 % right
+    outs = {"ids": [np.arange(3)[None] for _ in range(50)], "logits": logits, "emb": emb}
+    assert label_accuracy(outs, labels) == pytest.approx(0.9)
+    assert label_accuracy(outs, labels) == judge(outs, outs, labels=labels).headline()["accuracy"]
+    assert label_accuracy({"emb": [e[:, :1] for e in emb]}, labels) is None and label_accuracy(outs, None) is None
