@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         better,
         compare_models,
         detect_state,
+        holdout,
         judge,
         resolve_state,
         run_outputs,
@@ -28,10 +29,10 @@ if TYPE_CHECKING:
     from .metrics import OutputFidelity, channel_axis, label_accuracy, tensor_metrics
 
 __all__ = ["METRICS", "CompareConfig", "DetectionFidelity", "DetectionSpec", "FidelityReport", "OutputFidelity",
-           "OutputRef", "Outputs", "better", "channel_axis", "compare_models", "detect_state", "detection_fidelity",
+           "OutputRef", "Outputs", "better", "channel_axis", "compare_models", "detect_state", "detection_fidelity", "holdout",
            "judge", "label_accuracy", "parse_state", "resolve_state", "run_outputs", "tensor_metrics"]
 
 lazy_exports(__name__, {**{n: "compare" for n in ("FidelityReport", "Outputs", "better", "compare_models",
-                                                   "detect_state", "judge", "resolve_state", "run_outputs")},
+                                                   "detect_state", "holdout", "judge", "resolve_state", "run_outputs")},
                         "DetectionFidelity": "detection", "detection_fidelity": "detection",
                         **{n: "metrics" for n in ("OutputFidelity", "channel_axis", "label_accuracy", "tensor_metrics")}})

@@ -131,6 +131,17 @@ class FidelityReport:
                 "state": [list(p) for p in self.state], "notes": list(self.notes)}
 
 
+HOLDOUT_MIN = 20  # below this many calibration samples nothing is held out (too few to fit on three quarters)
+
+
+def holdout(calib: FeedData) -> tuple[FeedData, FeedData | None]:
+    """(samples to fit on, a held-out quarter to judge on) when no evaluation data is given; the held-out part
+    is None when there are fewer than HOLDOUT_MIN samples (then the fit samples are all there is)."""
+    if calib.n < HOLDOUT_MIN:
+        return calib, None
+    return calib.split(0.25, seed=0)
+
+
 def better(a: FidelityReport, b: FidelityReport) -> bool:
     """True when `a` is closer to the reference than `b`. A difference in the deciding metric smaller than the
     data can resolve (one standard error of the difference) is a tie, broken by the continuous distance: a

@@ -13,7 +13,7 @@ import onnx_ir as ir
 from ..artifact import ModelArtifact, StageResult
 from ..data import FeedData, load_data, random_feeds
 from ..errors import ConfigError, UnsupportedError, ValidationError
-from ..fidelity import FidelityReport, Outputs, judge, resolve_state, run_outputs
+from ..fidelity import FidelityReport, Outputs, holdout, judge, resolve_state, run_outputs
 from ..fsutil import check_output_path
 from ..onnxgraph import census
 from ..onnxgraph.io import check_model, input_specs, load_model, output_specs, save_model
@@ -29,8 +29,6 @@ from .groups import Analysis, analyze
 from .reconstruct import LeastSquaresReconstruction
 from .report import GroupReport, PruneReport, UnprunableGroup
 from .select import MacModel, make_plan, select_magnitude, select_ratio, select_target_macs
-
-HOLDOUT_MIN = 20  # below this many calibration samples (and no --eval), fidelity is measured on them all
 
 
 def _as_artifact(model: str | os.PathLike[str] | ModelArtifact) -> ModelArtifact:
@@ -114,8 +112,8 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
         raise ConfigError("criterion 'activation' needs calibration data (--calibration)")
     held = None
     if evald is None and calib is not None:
-        if calib.n >= HOLDOUT_MIN:
-            calib, held = calib.split(0.25, seed=0)
+        calib, held = holdout(calib)
+        if held is not None:
             notes.append(f"no --eval: fidelity is measured on {held.n} held-out calibration samples (the other "
                          f"{calib.n} are used for statistics and reconstruction)")
         else:
@@ -186,7 +184,7 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
                               f"({fid.samples} samples); nothing written",
                               hint="prune less (--target-macs closer to 1 / a smaller --ratio), give more calibration "
                                    "data for reconstruction, or raise --max-drop",
-                              report={"fidelity": fid.to_dict(), "macs_kept_predicted": None})
+                              report={"fidelity": fid.to_dict()})
     merged, dropped = reshare_constants(final), drop_unused_initializers(final)
     if merged or dropped:
         notes.append(f"constants tidied: {merged} copies made for the analysis merged back (equal content), "

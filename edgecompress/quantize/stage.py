@@ -18,7 +18,7 @@ import onnx
 from ..artifact import ModelArtifact, StageResult
 from ..data import load_data
 from ..errors import BudgetError, ConfigError
-from ..fidelity import resolve_state
+from ..fidelity import holdout, resolve_state
 from ..fsutil import atomic_copy, check_output_path, private_tempdir, working_directory
 from ..onnxgraph.census import count_macs
 from ..onnxgraph.io import external_tensors, input_specs, load_model
@@ -31,7 +31,6 @@ from .run import _Run
 from .select import choose
 
 SLOWER = 0.97  # int8 below 0.97x fp32 counts as slower (within 3 %: measurement noise on a shared machine)
-HOLDOUT_MIN = 20  # below this many calibration samples, fidelity is checked on the calibration set itself
 
 
 def _model_path(model: Any) -> tuple[Path, ModelArtifact]:
@@ -101,13 +100,14 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
         fid_data = load_data(eval_data, what="evaluation data").validated(specs, what="evaluation data")
         fid_note = f"evaluation data ({fid_data.n} samples)"
         notes += fid_data.notes
-    elif calib.n >= HOLDOUT_MIN:
-        calib, fid_data = calib.split(0.25, seed=0)
-        fid_note = f"{fid_data.n} held-out calibration samples (no --eval given)"
     else:
-        fid_data = calib
-        fid_note = f"the {calib.n} calibration samples themselves (too few to hold some out; no --eval given)"
-        notes.append("fidelity measured on the calibration samples: pass --eval for an independent check")
+        calib, held = holdout(calib)
+        if held is not None:
+            fid_data, fid_note = held, f"{held.n} held-out calibration samples (no --eval given)"
+        else:
+            fid_data = calib
+            fid_note = f"the {calib.n} calibration samples themselves (too few to hold some out; no --eval given)"
+            notes.append("fidelity measured on the calibration samples: pass --eval for an independent check")
     src = src.resolve()
     with private_tempdir("edgecompress-quantize-") as work, working_directory(work):
         # ORT's quantizer writes `<model>-inferred.onnx` beside the model path it is given: give it a private copy
