@@ -35,10 +35,6 @@ class FidelityReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
-    def judged(self) -> tuple[OutputFidelity, ...]:
-        return self.outputs
-
-    @property
     def worst(self) -> OutputFidelity | None:
         return max(self.outputs, key=lambda o: o.drop) if self.outputs else None
 

@@ -22,7 +22,7 @@ from ..targets import TargetProfile, is_host_compatible
 from . import calibration as calib_mod
 from .config import QuantizeConfig
 from .ortquant import Candidate, run_quantizer
-from .preprocess import PreprocessResult
+from .preprocess import COMPUTE, PreprocessResult
 from .progress import bar
 from .report import QuantizeReport
 from .sensitivity import rank_nodes
@@ -199,44 +199,42 @@ def fallback(run: _Run, best: Tried) -> tuple[Tried, list[dict[str, Any]], Tried
     """Exclude the most sensitive nodes one by one until the metric drop is within budget."""
     cfg = run.cfg
     excluded = [{"name": n, "reason": "--exclude"} for n in cfg.exclude]
-    fid = first = run.evaluate(best, full=True)
-    if fid.meets(cfg.max_drop):
+    first = run.evaluate(best, full=True)
+    if first.meets(cfg.max_drop):
         return best, excluded, None, ""
-    ranked_all = rank_nodes(run.model_for(best.cand), best.path, run.calib.head(16), threads=run.threads)
-    ranked = [r for r in ranked_all if r.name not in cfg.exclude]
-    base = best
-    cur = best
+    ranked = rank_nodes(run.model_for(best.cand), best.path, run.calib.head(16), threads=run.threads)
+    heavy = {r.name for r in ranked if r.op_type in COMPUTE}
     names = list(cfg.exclude)
-    steps = 0
-    for r in ranked:
-        if steps >= MAX_FALLBACK_STEPS:
-            break
-        steps += 1
+    fid = first
+    for r in [r for r in ranked if r.name not in cfg.exclude][:MAX_FALLBACK_STEPS]:
         names.append(r.name)
         excluded.append({"name": r.name, "reason": f"sensitivity: loses {r.loss_db:.1f} dB SQNR "
                                                    f"(output {r.sqnr_db:.1f} dB)"})
         cur = run.build(best.cand.with_(exclude=tuple(names)))
         fid = run.evaluate(cur, full=True)
-        if fid.meets(cfg.max_drop):
-            heavy = {r.name for r in ranked_all if r.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")}
-            if heavy and heavy <= set(names):
-                b = first
-                raise ValidationError(
-                    f"meeting max_drop {cfg.max_drop} took every one of the {len(heavy)} Conv/MatMul/Gemm "
-                    f"nodes back to fp32: that model is not int8; nothing written (all-int8 drop {b.drop:.4f} "
-                    f"on output {b.worst.name if b.worst else '?'})",
-                    hint=f"raise --max-drop (e.g. {max(b.drop * 1.2, cfg.max_drop * 2):.3g}) or give more "
-                         "calibration data",
-                    report={"fidelity": _fidelity_dict(b), "excluded_nodes": excluded,
-                            "candidates": [t.to_dict() for t in run.tried]})
-            return cur, excluded, base, f"{steps} node(s) fell back to fp32 to meet max_drop {cfg.max_drop}"
+        if not fid.meets(cfg.max_drop):
+            continue
+        if heavy and heavy <= set(names):
+            raise _refused(run, first, excluded,
+                           f"meeting max_drop {cfg.max_drop} took every one of the {len(heavy)} Conv/MatMul/Gemm "
+                           f"nodes back to fp32: that model is not int8; nothing written (all-int8 drop "
+                           f"{first.drop:.4f} on output {first.worst.name if first.worst else '?'})",
+                           f"raise --max-drop (e.g. {max(first.drop * 1.2, cfg.max_drop * 2):.3g}) or give more "
+                           "calibration data")
+        steps = len(names) - len(cfg.exclude)
+        return cur, excluded, best, f"{steps} node(s) fell back to fp32 to meet max_drop {cfg.max_drop}"
     w = fid.worst
-    raise ValidationError(f"fidelity drop {fid.drop:.4f} on output {w.name if w else '?'} "
-                          f"({w.primary if w else '-'}) exceeds max_drop {cfg.max_drop} even after {steps} node(s) "
-                          f"fell back to fp32; nothing written",
-                          hint="raise --max-drop, --exclude more nodes, or give more/better calibration data",
-                          report={"fidelity": _fidelity_dict(fid), "excluded_nodes": excluded,
-                                  "candidates": [t.to_dict() for t in run.tried]})
+    raise _refused(run, fid, excluded,
+                   f"fidelity drop {fid.drop:.4f} on output {w.name if w else '?'} ({w.primary if w else '-'}) "
+                   f"exceeds max_drop {cfg.max_drop} even after {len(names) - len(cfg.exclude)} node(s) fell back "
+                   "to fp32; nothing written",
+                   "raise --max-drop, --exclude more nodes, or give more/better calibration data")
+
+
+def _refused(run: _Run, fid: FidelityReport, excluded: list[dict[str, Any]], message: str,
+             hint: str) -> ValidationError:
+    return ValidationError(message, hint=hint, report={"fidelity": _fidelity_dict(fid), "excluded_nodes": excluded,
+                                                       "candidates": [t.to_dict() for t in run.tried]})
 
 
 def _fidelity_dict(fid: FidelityReport) -> dict[str, Any]:
