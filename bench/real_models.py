@@ -234,7 +234,7 @@ def run_model(name: str, zm: Any, scratch: Path, args: argparse.Namespace) -> tu
     info["compare"] = " ".join(shlex.quote(f) for f in flags) or "none (auto)"
     info["notes"] += hint_notes
     data = {s: Path(zm.data[s]) for s in ("calibration", "eval", "score")}
-    stateful = bool(cfg.state_pairs) or bool(zoo_io.state_texts(zm.compare.get("state")))
+    stateful = bool(cfg.state)  # the zoo's state hint, as --state
     if args.fast and stateful:
         info["notes"].append("--fast keeps every split whole: the head of a closed-loop stream is not "
                              "representative (it can be all silence)")

@@ -14,13 +14,9 @@ TRANSFORMER_KINDS = ("embedding", "transformer", "text", "nlp")
 
 
 def load_zoo(cache: str | None) -> dict[str, Any]:
-    """The prepared zoo (bench/zoo/prepare.py's load_zoo, re-exported from bench/zoo/store.py)."""
-    try:
-        from bench.zoo.prepare import load_zoo as _load
-    except ModuleNotFoundError as exc:
-        if exc.name != "bench.zoo.prepare":
-            raise
-        from bench.zoo.store import load_zoo as _load  # prepare.py not written yet: same reader
+    """The prepared zoo (bench/zoo/prepare.py's load_zoo)."""
+    from bench.zoo.prepare import load_zoo as _load
+
     return _load(cache)
 
 
