@@ -25,10 +25,10 @@ import numpy as np
 from .fixtures import World
 from .harness import cli_cmd, cli_env
 
-# pinned choices and a non-host target: no timing-based selection, no latency measurement (so the release bytes
+# pinned choices and an arm64 target (never host-compatible on x86): no timing-based selection, no latency measurement (so the release bytes
 # are reproducible and a run takes seconds)
 FAST_RECIPE = """\
-target = "x86_64-avx2"
+target = "rpi5-cortex-a76"
 
 [model]
 source = "{model}"
