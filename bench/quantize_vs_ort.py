@@ -30,9 +30,9 @@ from edgecompress.data import FeedData, load_data  # noqa: E402
 from edgecompress.errors import EdgecompressError  # noqa: E402
 from edgecompress.fsutil import private_tempdir, working_directory  # noqa: E402
 from edgecompress.onnxgraph.runtime import make_session, run_all  # noqa: E402
+from edgecompress.onnxgraph.timing import time_side_by_side  # noqa: E402
 from edgecompress.quantize import QuantizeConfig, quantize  # noqa: E402
 from edgecompress.quantize.calibration import FeedReader  # noqa: E402
-from edgecompress.quantize.timing import time_side_by_side  # noqa: E402
 
 DATA = ROOT / "calibration_data"
 ACCEPT = {"resnet18": 3.3, "mobilenetv2": 2.1, "bert": 2.2}

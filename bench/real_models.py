@@ -155,7 +155,7 @@ def make_variants(zm: Any, work: Path, data: dict[str, Path], flags: list[str], 
 # ------------------------------------------------------------------------------------------------ timing
 def time_all(variants: list[Variant], feed: dict[str, Any], args: argparse.Namespace, info: dict[str, Any]) -> None:
     from edgecompress.onnxgraph.runtime import make_session
-    from edgecompress.quantize.timing import time_side_by_side
+    from edgecompress.onnxgraph.timing import time_side_by_side
 
     runnable: dict[str, Path] = {}
     for v in variants:
@@ -279,7 +279,7 @@ def main(argv: list[str]) -> int:
     meta: dict[str, Any] = {"command": command, "machine": machine, "fast": args.fast,
                             "started": started.strftime("%Y-%m-%d %H:%M"),
                             "timing_desc": "all variants of a zoo model in one interleaved loop "
-                                           "(edgecompress.quantize.timing.time_side_by_side), "
+                                           "(edgecompress.onnxgraph.timing.time_side_by_side), "
                                            f"{timing_rounds(args.fast)['min_rounds']}+ rounds / "
                                            f"{args.timing_budget:.0f} s, p50 = median, ratios = medians of "
                                            "per-round ratios"}

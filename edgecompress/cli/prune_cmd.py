@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..prune.config import DEFAULT_MAX_DROP
 from .common import compare_options, console, handle_errors, json_option, show_result, target_option
 
 
@@ -12,9 +13,12 @@ from .common import compare_options, console, handle_errors, json_option, show_r
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), metavar="OUT.onnx",
               help="Where to write the pruned model (written atomically).")
 @click.option("--ratio", type=float, default=None, metavar="R",
-              help="Remove the fraction R of the channels of every prunable group (uniform), 0 <= R < 1.")
+              help="Remove at most the fraction R of the channels of every prunable group (uniform), 0 <= R < 1; "
+                   "outside --max-drop the ratio is backed off.")
 @click.option("--target-macs", type=float, default=None, metavar="F",
-              help="Keep the fraction F of the MACs (0 < F < 1), ranking channels globally across groups.")
+              help="Keep at least the fraction F of the MACs (0 < F < 1), ranking channels globally across groups; "
+                   "outside --max-drop more is kept. With neither --ratio nor --target-macs, the largest reduction "
+                   "inside --max-drop is searched.")
 @click.option("--criterion", type=click.Choice(["l1", "l2", "magnitude", "bn", "activation"]), default="l2",
               show_default=True,
               help="Channel importance: l1/l2 of the producer weights (x BatchNorm scale); magnitude: prune norms "
@@ -36,9 +40,11 @@ from .common import compare_options, console, handle_errors, json_option, show_r
 @click.option("--skip", multiple=True, metavar="NODE", help="Never prune the output channels of NODE (repeatable).")
 @click.option("--samples", type=int, default=128, show_default=True, help="Calibration samples used.")
 @compare_options
-@click.option("--max-drop", type=float, default=None, metavar="X",
-              help="Largest drop accepted on the worst output (0.02 = 2 %), measured on --eval (else on calibration "
-                   "samples reconstruction was not fitted on); outside it nothing is written and the exit code is 1.")
+@click.option("--max-drop", type=float, default=DEFAULT_MAX_DROP, show_default=True, metavar="X",
+              help="Largest drop accepted on the worst output (0.02 = 2 % agreement / cosine / recall; 1 accepts "
+                   "anything), measured on --eval (else on calibration samples reconstruction was not fitted on). A "
+                   "reduction outside it is backed off by bisection; when none is inside, nothing is written and the "
+                   "exit code is 1.")
 @target_option
 @json_option
 @handle_errors
@@ -54,6 +60,7 @@ def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eva
     \b
     Examples:
       edgecompress prune model.onnx --target-macs 0.5 --calibration calib.npz --eval eval.npz --out pruned.onnx
+      edgecompress prune model.onnx --max-drop 0.02 --calibration calib.npz --eval eval.npz --out pruned.onnx
       edgecompress prune model.onnx --ratio 0.3 --criterion bn --out pruned.onnx --json
     """
     from ..prune import PruneConfig, prune
@@ -83,6 +90,16 @@ def _print(result) -> None:
         con.print(f"fidelity: {f.summary()}")
         if r.fidelity_without_reconstruction is not None:
             con.print(f"without reconstruction: {r.fidelity_without_reconstruction.summary()}")
+    if len(r.curve) > 1:
+        c = Table(title=f"reductions tried (max_drop {r.max_drop})")
+        for col in ("MACs kept", "params kept", "drop", "on output", "speed-up", "", ""):
+            c.add_column(col)
+        for p in r.curve:
+            bar = "#" * max(0, round(30 * (1 - min(1.0, (p.drop or 0.0) / max(r.max_drop * 4, 1e-9)))))
+            c.add_row(f"{p.macs_kept:.3f}", f"{p.params_kept:.3f}", "-" if p.drop is None else f"{p.drop:.4f}",
+                      f"{p.output} ({p.metric})", "-" if p.speedup is None else f"{p.speedup:.2f}x",
+                      ("chosen" if p.chosen else "") or ("ok" if p.within else "over"), bar)
+        con.print(c)
     if r.unprunable:
         con.print(f"{len(r.unprunable)} group(s) left unpruned:")
         for u in r.unprunable:

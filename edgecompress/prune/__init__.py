@@ -5,7 +5,8 @@
 
 Modules: config (PruneConfig), graphutil (onnx-ir helpers), groups + rules + attention (dependency analysis),
 criteria (importance), select (ratio / magnitude / global MACs target), apply (ChannelRemovalPass),
-reconstruct (LeastSquaresReconstruction), bnstats (BatchNormMomentMatching), report, stage (prune()).
+reconstruct (LeastSquaresReconstruction), bnstats (BatchNormMomentMatching), compensate (MeanCompensation),
+search (the max_drop budget: back-off bisection, the curve), report, stage (prune()).
 """
 
 from typing import TYPE_CHECKING

@@ -8,14 +8,16 @@ from ..errors import ConfigError
 from ..fidelity.config import CompareConfig, state_tuple
 
 CRITERIA = ("l1", "l2", "magnitude", "bn", "activation")
+DEFAULT_MAX_DROP = 0.02  # 1 - agreement / 1 - balanced cosine / recall loss on the worst output
 
 
 @dataclass(frozen=True)
 class PruneConfig:
     """What to prune and how.
 
-    ratio: fraction of the channels (units, heads) removed from every prunable group, in [0, 1).
-    target_macs: fraction of the input model's MACs to keep, in (0, 1); groups are ranked globally.
+    ratio: fraction of the channels (units, heads) removed from every prunable group, in [0, 1): an upper bound.
+    target_macs: fraction of the input model's MACs to keep, in (0, 1); groups are ranked globally: a lower bound
+      on what is kept. With neither, the largest reduction inside max_drop is searched (needs data).
     criterion: l1 | l2 | magnitude (prune norms below alpha x the group's max) | bn (BatchNorm |gamma|) |
         activation (mean |activation| x consumer weight norm; needs calibration data).
     alpha: magnitude threshold, in (0, 1).
@@ -27,7 +29,8 @@ class PruneConfig:
     samples: calibration samples used for activation statistics and reconstruction.
     metric / detection / state: how the pruned model is compared with the input on every output
       (edgecompress.fidelity; see QuantizeConfig).
-    max_drop: largest drop accepted on the worst output (None: measured and reported, not enforced).
+    max_drop: largest drop accepted on the worst output (0.02 = 2 %; 1 accepts anything). A reduction outside it is
+      backed off (bisection towards the input model) to the largest one inside; none inside: nothing is written.
     """
 
     ratio: float | None = None
@@ -43,7 +46,7 @@ class PruneConfig:
     metric: str = "auto"
     detection: str = ""
     state: tuple[str, ...] = ()
-    max_drop: float | None = None
+    max_drop: float = DEFAULT_MAX_DROP
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip", tuple(self.skip or ()))
@@ -51,8 +54,6 @@ class PruneConfig:
             raise ConfigError(f"criterion must be one of {', '.join(CRITERIA)}; got {self.criterion!r}")
         if self.ratio is not None and self.target_macs is not None:
             raise ConfigError("ratio and target_macs are exclusive; give one of them")
-        if self.ratio is None and self.target_macs is None and self.criterion != "magnitude":
-            raise ConfigError("ratio or target_macs is required (or criterion='magnitude' with alpha)")
         if self.ratio is not None:
             _number("ratio", self.ratio)
             if not 0 <= self.ratio < 1:
@@ -78,10 +79,15 @@ class PruneConfig:
             raise ConfigError(f"samples must be a positive integer; got {self.samples!r}")
         object.__setattr__(self, "state", state_tuple(self.state))
         CompareConfig(self.metric, self.detection, self.state)  # validates metric / detection / state
-        if self.max_drop is not None:
-            _number("max_drop", self.max_drop)
-            if not 0 <= self.max_drop < 1:
-                raise ConfigError(f"max_drop must be a fraction in [0, 1) (0.02 = 2 %); got {self.max_drop!r}")
+        _number("max_drop", self.max_drop)
+        if not 0 <= self.max_drop <= 1:
+            raise ConfigError(f"max_drop must be a fraction in [0, 1] (0.02 = 2 %, 1 accepts anything); "
+                              f"got {self.max_drop!r}")
+
+    @property
+    def searches(self) -> bool:
+        """No reduction asked for: the largest one inside max_drop is searched."""
+        return self.ratio is None and self.target_macs is None and self.criterion != "magnitude"
 
     @property
     def compare(self) -> CompareConfig:

@@ -9,6 +9,7 @@ from ..artifact import config_to_dict
 
 if TYPE_CHECKING:
     from ..fidelity import FidelityReport
+    from .search import CurvePoint
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class UnprunableGroup:
 @dataclass(frozen=True)
 class PruneReport:
     criterion: str
-    mode: str  # ratio | target_macs | magnitude
+    mode: str  # ratio | target_macs | magnitude | search
     round_to: int
     groups: tuple[GroupReport, ...]
     unprunable: tuple[UnprunableGroup, ...]
@@ -49,6 +50,8 @@ class PruneReport:
     reconstructed: tuple[str, ...] = ()
     bn_reestimated: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    max_drop: float | None = None
+    curve: tuple[CurvePoint, ...] = ()  # every reduction tried, by MACs kept (edgecompress.prune.search)
 
     @property
     def macs_kept(self) -> float:
@@ -63,6 +66,7 @@ class PruneReport:
         for key in ("fidelity", "fidelity_without_reconstruction"):
             f = getattr(self, key)
             d[key] = f.to_dict() if f is not None else None
+        d["curve"] = [p.to_dict() for p in self.curve]
         d["macs_kept"] = self.macs_kept
         d["params_kept"] = self.params_kept
         return d

@@ -18,7 +18,8 @@ from ..fsutil import check_output_path
 from ..onnxgraph import census
 from ..onnxgraph.io import check_model, input_specs, load_model, output_specs, save_model
 from ..onnxgraph.runtime import make_session
-from ..targets import get_target
+from ..onnxgraph.timing import time_side_by_side
+from ..targets import get_target, is_host_compatible
 from .apply import ChannelRemovalPass
 from .bnstats import BatchNormMomentMatching
 from .compensate import MeanCompensation
@@ -28,6 +29,7 @@ from .graphutil import drop_unused_initializers, prepare, reshare_constants, to_
 from .groups import Analysis, analyze
 from .reconstruct import LeastSquaresReconstruction
 from .report import GroupReport, PruneReport, UnprunableGroup
+from .search import Candidate, CurvePoint, find, point
 from .select import MacModel, make_plan, select_magnitude, select_ratio, select_target_macs
 
 
@@ -132,59 +134,38 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     acts = activation_means(base.SerializeToString(), analysis, gids, feeds) if config.criterion == "activation" else None
     scores, more = compute_scores(work, analysis, gids, config.criterion, acts)
     notes += more
-    macs0 = census.count_macs(base)
-    if config.target_macs is not None:
-        counts, more = select_target_macs(analysis, scores, config.target_macs, round_to, config.min_keep,
-                                                     MacModel(analysis, macs0.per_node, macs0.total))
-        notes += more
-        mode = "target_macs"
-    elif config.criterion == "magnitude":
-        counts = select_magnitude(analysis, scores, config.alpha, round_to, config.min_keep, config.ratio)
-        mode = "magnitude"
-    else:
-        counts = select_ratio(analysis, scores, config.ratio or 0.0, round_to, config.min_keep)
-        mode = "ratio"
-    keep = make_plan(analysis, scores, counts)
-
-    pruned_ir = ir.from_proto(base)
-    ChannelRemovalPass(analysis, keep)(pruned_ir)
-    if feeds is not None and config.compensate:
-        comp = MeanCompensation(base, analysis, keep, feeds)
-        if comp(pruned_ir):
-            notes.append(f"the removed channels' mean contribution moved into {len(comp.compensated)} consumer "
-                         "bias(es)")
-        notes += comp.notes
-    raw = to_proto(pruned_ir)
-    final, recon, bn_done = raw, [], []
     check = evald or held or calib
+    if check is None and config.searches:
+        raise ConfigError("with neither --ratio nor --target-macs, prune searches the largest reduction inside "
+                          "--max-drop, which is measured on data: give --calibration or --eval")
     if check is None and all(t.dtype.kind == "f" for t in input_specs(src)):
         check = random_feeds(input_specs(src), 4, seed=0)
-        notes.append("no calibration/eval data: fidelity is measured on 4 random inputs")
-    fids = _Fidelities(base, config)
-    fid_raw = fids(raw, check) if check is not None else None
-    fid = fid_raw
-    if calib is not None and config.reconstruct and keep:
-        ls = LeastSquaresReconstruction(base, analysis, keep, feeds)
-        ls(pruned_ir)
-        bn = BatchNormMomentMatching(base, analysis, keep, feeds)
-        bn(pruned_ir)
-        notes += ls.notes
-        recon, bn_done = ls.refitted, bn.updated
-        final = to_proto(pruned_ir)
-        fid = fids(final, check)
-        if fid_raw is not None and fid.rel_error > fid_raw.rel_error:
-            notes.append(f"reconstruction raised the output error on the {'evaluation' if evald else 'held-out'} "
-                         f"data ({fid_raw.rel_error:.4g} -> {fid.rel_error:.4g}); the model without reconstruction "
-                         "is written")
-            final, fid, recon, bn_done = raw, fid_raw, [], []
-    if config.max_drop is not None and fid is not None and not fid.meets(config.max_drop):
-        w = fid.worst
-        raise ValidationError(f"pruned model is outside the budget: drop {fid.drop:.4f} on output "
-                              f"{w.name if w else '?'} ({w.primary if w else '-'}) > max_drop {config.max_drop} "
-                              f"({fid.samples} samples); nothing written",
-                              hint="prune less (--target-macs closer to 1 / a smaller --ratio), give more calibration "
-                                   "data for reconstruction, or raise --max-drop",
-                              report={"fidelity": fid.to_dict()})
+        notes.append("no calibration/eval data: fidelity is measured on 4 random inputs, a weak check; pass --eval")
+    macs0 = census.count_macs(base)
+    params0 = census.count_params(src)
+    build = _Builder(base, analysis, scores, config, feeds, check, macs0.total, params0, evald is not None)
+    mode, counts_at, top, more = _levels(analysis, scores, config, round_to, MacModel(analysis, macs0.per_node,
+                                                                                      macs0.total))
+    notes += more
+    full = {gid: analysis.groups[gid].size for gid in gids}
+    if mode == "magnitude":
+        c = build(0.0, counts_at(0.0))
+        best, tried = (c if c.within(config.max_drop) else None), [c]
+    else:
+        best, tried = find(build, counts_at, full, top, config.max_drop, first=not config.searches)
+        if best is None and not tried:  # the selection keeps every channel (e.g. --ratio 0): the model as it is
+            best = build(top, counts_at(top))
+            tried = [best]
+    curve = _curve(src, best, tried, config.max_drop, check, target)
+    if best is None:
+        raise _outside(tried, config, mode, curve)
+    notes += best.notes
+    if best.level < top - 1e-12 and mode != "magnitude":
+        first = tried[0]
+        notes.append(_backed_off(config, mode, first, best, len(tried)) if not config.searches else
+                     f"searched {len(tried)} reductions: the largest inside max_drop {config.max_drop} keeps "
+                     f"{best.macs_kept:.3f} of the MACs (see the curve)")
+    final, fid = best.model, best.fidelity
     merged, dropped = reshare_constants(final), drop_unused_initializers(final)
     if merged or dropped:
         notes.append(f"constants tidied: {merged} copies made for the analysis merged back (equal content), "
@@ -193,14 +174,115 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     save_model(final, out)
 
     macs1 = census.count_macs(final)
-    groups, blocked = _group_reports(analysis, scores, keep)
-    report = PruneReport(config.criterion, mode, round_to, groups, blocked, census.count_params(src),
-                         census.count_params(final), macs0.total, macs1.total, fid,
-                         fid_raw if recon or bn_done else None, tuple(recon), tuple(bn_done), tuple(notes))
+    groups, blocked = _group_reports(analysis, scores, best.keep)
+    report = PruneReport(config.criterion, mode, round_to, groups, blocked, params0, census.count_params(final),
+                         macs0.total, macs1.total, fid,
+                         best.fidelity_raw if best.reconstructed or best.bn_updated else None,
+                         best.reconstructed, best.bn_updated, tuple(notes), config.max_drop, tuple(curve))
     metrics = {"macs_kept": report.macs_kept, "params_kept": report.params_kept}
     if fid is not None:
         metrics["cosine"] = fid.cosine
     return StageResult(art.derive(Path(out), "prune", config=config, metrics=metrics), report)
+
+
+SEARCH_TOP = 0.95  # with no reduction asked for, the search spans MACs kept in [0.05, 1]
+
+
+def _levels(analysis: Analysis, scores: dict, config: PruneConfig, round_to: int, macs: MacModel):
+    """(mode, level -> kept counts, the requested level, notes); a level is the reduction asked of the selection."""
+    if config.criterion == "magnitude" and config.target_macs is None:
+        counts = select_magnitude(analysis, scores, config.alpha, round_to, config.min_keep, config.ratio)
+        return "magnitude", lambda _level: counts, 0.0, []
+    if config.ratio is not None:
+        return "ratio", lambda r: select_ratio(analysis, scores, r, round_to, config.min_keep), config.ratio, []
+    top = 1.0 - config.target_macs if config.target_macs is not None else SEARCH_TOP
+    _, notes = select_target_macs(analysis, scores, 1.0 - top, round_to, config.min_keep, macs)
+    return ("target_macs" if config.target_macs is not None else "search",
+            lambda r: select_target_macs(analysis, scores, 1.0 - r, round_to, config.min_keep, macs)[0], top,
+            notes if config.target_macs is not None else [])
+
+
+class _Builder:
+    """Builds the pruned model for one selection: remove, compensate, reconstruct where it helps, measure."""
+
+    def __init__(self, base: onnx.ModelProto, analysis: Analysis, scores: dict, config: PruneConfig,
+                 feeds: Any, check: FeedData | None, macs0: int, params0: int, on_eval: bool) -> None:
+        self.base, self.analysis, self.scores, self.config = base, analysis, scores, config
+        self.feeds, self.check, self.macs0, self.params0, self.on_eval = feeds, check, macs0, params0, on_eval
+        self.fids = _Fidelities(base, config)
+
+    def __call__(self, level: float, counts: dict[int, int]) -> Candidate:
+        config, notes = self.config, []
+        keep = make_plan(self.analysis, self.scores, counts)
+        pruned_ir = ir.from_proto(self.base)
+        ChannelRemovalPass(self.analysis, keep)(pruned_ir)
+        if self.feeds is not None and config.compensate:
+            comp = MeanCompensation(self.base, self.analysis, keep, self.feeds)
+            if comp(pruned_ir):
+                notes.append(f"the removed channels' mean contribution moved into {len(comp.compensated)} "
+                             "consumer bias(es)")
+            notes += comp.notes
+        raw = to_proto(pruned_ir)
+        final, recon, bn_done = raw, (), ()
+        fid_raw = self.fids(raw, self.check) if self.check is not None else None
+        fid = fid_raw
+        if self.feeds is not None and config.reconstruct and keep:
+            ls = LeastSquaresReconstruction(self.base, self.analysis, keep, self.feeds)
+            ls(pruned_ir)
+            bn = BatchNormMomentMatching(self.base, self.analysis, keep, self.feeds)
+            bn(pruned_ir)
+            notes += ls.notes
+            recon, bn_done = tuple(ls.refitted), tuple(bn.updated)
+            final = to_proto(pruned_ir)
+            fid = self.fids(final, self.check)
+            if fid_raw is not None and fid.rel_error > fid_raw.rel_error:
+                notes.append(f"reconstruction raised the output error on the "
+                             f"{'evaluation' if self.on_eval else 'held-out'} data ({fid_raw.rel_error:.4g} -> "
+                             f"{fid.rel_error:.4g}); the model without reconstruction is written")
+                final, fid, recon, bn_done = raw, fid_raw, (), ()
+        macs = census.count_macs(final).total
+        return Candidate(level, dict(counts), keep, final, fid, fid_raw, recon, bn_done,
+                         macs / self.macs0 if self.macs0 else 1.0,
+                         census.count_params(final) / self.params0 if self.params0 else 1.0, notes)
+
+
+def _curve(src: onnx.ModelProto, best: Candidate | None, tried: list[Candidate], max_drop: float,
+           check: FeedData | None, target: Any) -> list[CurvePoint]:
+    """Every tried point, sorted by MACs kept; with two or more and a target this machine can stand for, each
+    point's speed-up over the input model, measured side by side in one run."""
+    speed: dict[int, float] = {}
+    if len(tried) >= 2 and check is not None and is_host_compatible(get_target(target)):
+        models = {"input": src.SerializeToString()}
+        models.update({f"c{i}": c.model.SerializeToString() for i, c in enumerate(tried)})
+        tm = time_side_by_side(models, next(iter(check.head(1))), threads=1, budget_s=CURVE_TIMING_S)
+        speed = {i: tm.ratio("input", f"c{i}") for i in range(len(tried))}
+    pts = [point(c, max_drop, chosen=c is best, speedup=speed.get(i)) for i, c in enumerate(tried)]
+    return sorted(pts, key=lambda p: -p.macs_kept)
+
+
+CURVE_TIMING_S = 3.0
+
+
+def _backed_off(config: PruneConfig, mode: str, first: Candidate, best: Candidate, n: int) -> str:
+    asked = f"--ratio {config.ratio}" if mode == "ratio" else f"--target-macs {config.target_macs}"
+    w = first.fidelity.worst if first.fidelity is not None else None
+    return (f"{asked} dropped {first.fidelity.drop:.4f} on output {w.name if w else '?'} "
+            f"({w.primary if w else '-'}) > max_drop {config.max_drop}: backed off to the largest reduction inside "
+            f"the budget of {n} tried (MACs kept {best.macs_kept:.3f}); see the curve")
+
+
+def _outside(tried: list[Candidate], config: PruneConfig, mode: str, curve: list[CurvePoint]) -> ValidationError:
+    least = min(tried, key=lambda c: c.fidelity.drop if c.fidelity is not None else 0.0)
+    f = least.fidelity
+    w = f.worst if f is not None else None
+    what = "the reduction" if mode == "magnitude" else f"every one of the {len(tried)} reductions tried"
+    return ValidationError(
+        f"no pruned model inside the budget: {what} dropped more than max_drop {config.max_drop}; the least "
+        f"(MACs kept {least.macs_kept:.3f}) dropped {f.drop:.4f} on output {w.name if w else '?'} "
+        f"({w.primary if w else '-'}, {f.samples} samples); nothing written",
+        hint="raise --max-drop, give more calibration data for compensation and reconstruction, or prune and "
+             "win the accuracy back with distillation (edgecompress distill --student-from-pruned)",
+        report={"fidelity": f.to_dict(), "curve": [p.to_dict() for p in curve]})
 
 
 def _validate(src: onnx.ModelProto, final: onnx.ModelProto, *, loaded: bool) -> None:

@@ -18,6 +18,7 @@ from ..fidelity import CompareConfig, FidelityReport, Outputs, judge, run_output
 from ..fsutil import file_size_mb
 from ..onnxgraph.census import int8_census
 from ..onnxgraph.runtime import make_session
+from ..onnxgraph.timing import time_side_by_side
 from ..targets import TargetProfile, is_host_compatible
 from . import calibration as calib_mod
 from .config import QuantizeConfig
@@ -26,7 +27,6 @@ from .preprocess import COMPUTE, PreprocessResult
 from .progress import bar
 from .report import QuantizeReport
 from .sensitivity import rank_nodes
-from .timing import time_side_by_side
 
 SELECT_SAMPLES = 128  # evaluation samples used to compare candidates (the final check uses all)
 MATMUL_DOMINATED = 0.5  # share of MACs in MatMul/Gemm above which dynamic quantization is a candidate

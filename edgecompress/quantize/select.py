@@ -9,11 +9,11 @@ from typing import Any
 import onnx
 
 from ..fidelity import better
+from ..onnxgraph.timing import time_side_by_side
 from ..targets import is_host_compatible
 from .bias_correction import bias_correct
 from .ortquant import Candidate
 from .run import EQUAL_SPEED, MATMUL_DOMINATED, Tried, _Run, fallback, finish
-from .timing import time_side_by_side
 
 
 def _best(ts: list[Tried]) -> Tried:

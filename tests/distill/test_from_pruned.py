@@ -29,7 +29,7 @@ def _pruned(tmp_path, factory: str, exporter: str, calib, ratio: float = 0.4):
     export(factory, ExportConfig(inputs=("x:1x1x28x28",), dynamic=("x:0=batch",), weights=str(weights),
                                  exporter=exporter), out=onnx_path)
     pruned = tmp_path / f"pruned.{exporter}.onnx"
-    prune(str(onnx_path), PruneConfig(ratio=ratio, round_to=1), out=str(pruned), calibration=str(calib))
+    prune(str(onnx_path), PruneConfig(ratio=ratio, round_to=1, max_drop=1.0), out=str(pruned), calibration=str(calib))
     return weights, pruned
 
 

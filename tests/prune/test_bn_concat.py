@@ -41,7 +41,7 @@ def test_batchnorm_after_concat_is_reestimated_per_kept_channel(tmp_path):
     src, out = tmp_path / "m.onnx", tmp_path / "p.onnx"
     _concat_bn_model(src)
     calib = FeedData.from_arrays({"x": np.random.default_rng(1).standard_normal((16, 2, 8, 8)).astype(np.float32)})
-    res = prune(str(src), PruneConfig(ratio=0.5, round_to=1), out=str(out), calibration=calib)
+    res = prune(str(src), PruneConfig(ratio=0.5, round_to=1, max_drop=1.0), out=str(out), calibration=calib)
     r = res.report
     groups = {g.name: g for g in r.groups}
     assert {n: (g.channels_before, g.channels_after) for n, g in groups.items()} == \

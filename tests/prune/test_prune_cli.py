@@ -23,7 +23,7 @@ def test_help():
 def test_json_success(exported, tmp_path):
     torch.manual_seed(0)
     src = exported(zoo.MLP(hidden=32), (1, 1, 28, 28))
-    r = invoke(src, "--out", tmp_path / "p.onnx", "--ratio", "0.5", "--json")
+    r = invoke(src, "--out", tmp_path / "p.onnx", "--ratio", "0.5", "--max-drop", "1", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["ok"] and d["report"]["params_after"] < d["report"]["params_before"]
@@ -32,7 +32,7 @@ def test_json_success(exported, tmp_path):
 
 def test_human_output(exported, tmp_path):
     src = exported(zoo.MLP(hidden=16), (1, 1, 28, 28))
-    r = invoke(src, "--out", tmp_path / "p.onnx", "--target-macs", "0.6")
+    r = invoke(src, "--out", tmp_path / "p.onnx", "--target-macs", "0.6", "--max-drop", "1")
     assert r.exit_code == 0, r.output
     assert "MACs" in r.stderr
 

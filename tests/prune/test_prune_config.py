@@ -12,7 +12,8 @@ from edgecompress.prune import PruneConfig
     ({"target_macs": 1.0}, "target_macs"),
     ({"target_macs": 1.5}, "target_macs"),
     ({"ratio": 0.3, "target_macs": 0.5}, "exclusive"),
-    ({}, "ratio or target_macs"),
+    ({"ratio": 0.3, "max_drop": 1.5}, "max_drop"),
+    ({"ratio": 0.3, "max_drop": -0.1}, "max_drop"),
     ({"ratio": 0.3, "criterion": "entropy"}, "criterion"),
     ({"ratio": 0.3, "alpha": 0.0}, "alpha"),
     ({"ratio": 0.3, "alpha": 1.0}, "alpha"),
@@ -34,3 +35,5 @@ def test_good_values():
     assert PruneConfig(target_macs=0.5, criterion="bn", round_to=16).round_to == 16
     assert PruneConfig(criterion="magnitude").ratio is None
     assert PruneConfig(ratio=0.2, skip=["a"]).skip == ("a",)
+    assert PruneConfig().searches and not PruneConfig(ratio=0.1).searches  # neither bound: the budget search
+    assert PruneConfig().max_drop == 0.02 and PruneConfig(max_drop=1).max_drop == 1

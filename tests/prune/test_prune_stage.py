@@ -21,7 +21,7 @@ def test_target_macs_report_and_signature(exported, tmp_path):
     src = exported(zoo.ResNet18Like(10, width=16), (1, 3, 32, 32), keep_bn=True)
     digest = sha256_file(src)
     out = tmp_path / "p.onnx"
-    res = prune(str(src), PruneConfig(target_macs=0.5), out=str(out))
+    res = prune(str(src), PruneConfig(max_drop=1.0, target_macs=0.5), out=str(out))
     r = res.report
     assert sha256_file(src) == digest  # input untouched
     assert 0.3 < r.macs_kept <= 0.5 and r.params_after < r.params_before
@@ -64,7 +64,7 @@ class Partial(torch.nn.Module):
 def test_partially_prunable_prunes_what_is_safe(exported, tmp_path):
     torch.manual_seed(0)
     src = exported(Partial(), (1, 1, 8, 8))
-    res = prune(str(src), PruneConfig(ratio=0.5), out=str(tmp_path / "p.onnx"))
+    res = prune(str(src), PruneConfig(max_drop=1.0, ratio=0.5), out=str(tmp_path / "p.onnx"))
     r = res.report
     assert [(g.name, g.channels_before, g.channels_after) for g in r.groups] == [("/b/Conv", 16, 8)]
     blocked = {u.name: u.reasons for u in r.unprunable}
@@ -75,7 +75,7 @@ def test_partially_prunable_prunes_what_is_safe(exported, tmp_path):
 def test_skip_keeps_a_group(exported, tmp_path):
     torch.manual_seed(0)
     src = exported(zoo.MLP(hidden=32), (1, 1, 28, 28))
-    res = prune(str(src), PruneConfig(ratio=0.5, skip=("/fc1/Gemm",)), out=str(tmp_path / "p.onnx"))
+    res = prune(str(src), PruneConfig(max_drop=1.0, ratio=0.5, skip=("/fc1/Gemm",)), out=str(tmp_path / "p.onnx"))
     assert [g.name for g in res.report.groups] == ["/fc2/Gemm"]
     assert any("--skip" in u.reasons[0] for u in res.report.unprunable)
 
@@ -110,7 +110,7 @@ def test_criteria_run(exported, tmp_path, criterion):
     torch.manual_seed(0)
     src = exported(mnist_models.MnistResNet(width=8), (1, 1, 28, 28), keep_bn=True)
     calib = FeedData.from_arrays({"x": np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32)})
-    res = prune(str(src), PruneConfig(ratio=0.5, criterion=criterion, reconstruct=False, round_to=1),
+    res = prune(str(src), PruneConfig(max_drop=1.0, ratio=0.5, criterion=criterion, reconstruct=False, round_to=1),
                 out=str(tmp_path / "p.onnx"), calibration=calib)
     assert all(g.channels_after == g.channels_before // 2 for g in res.report.groups)
     assert not any("instead" in n for n in res.report.notes)
@@ -143,6 +143,6 @@ def test_constant_node_shared_by_two_consumers(tmp_path):
     m.ir_version = 8
     src = tmp_path / "m.onnx"
     onnx.save(m, str(src))
-    res = prune(str(src), PruneConfig(ratio=0.5, round_to=1), out=str(tmp_path / "p.onnx"))
+    res = prune(str(src), PruneConfig(max_drop=1.0, ratio=0.5, round_to=1), out=str(tmp_path / "p.onnx"))
     assert res.report.groups[0].channels_after == 8
     onnx.checker.check_model(onnx.load(str(tmp_path / "p.onnx")), full_check=True)

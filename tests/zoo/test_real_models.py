@@ -71,16 +71,34 @@ def test_prune_onet_is_judged_on_held_out_photos(zoo, score_data, tmp_path):
     assert abs(rep.drop - r.fidelity.drop) < 0.05
 
 
-def test_prune_budget_refuses_what_breaks_rnet(zoo, tmp_path):
-    """Half the MACs of R-Net break its box regression; with a budget the stage refuses and names the output."""
-    from edgecompress.errors import ValidationError
-
+def test_prune_budget_backs_off_what_breaks_rnet(zoo, score_data, tmp_path):
+    """Half the MACs of R-Net break its box regression: the stage backs off to a reduction inside the budget on
+    every output, and the score split (never seen by the stage) agrees."""
     m = zoo["mtcnn_rnet"]
     out = tmp_path / "rnet.onnx"
-    with pytest.raises(ValidationError, match="output reg"):
-        prune(str(m.path), PruneConfig(target_macs=0.5, max_drop=0.05), out=out,
-              **{k: str(v) for k, v in _splits(m).items()})
-    assert not out.exists()
+    r = prune(str(m.path), PruneConfig(target_macs=0.5, max_drop=0.05), out=out,
+              **{k: str(v) for k, v in _splits(m).items()}).report
+    asked = min(r.curve, key=lambda p: p.macs_kept)
+    assert asked.output == "reg" and not asked.within and asked.macs_kept <= 0.51
+    assert 0.5 < r.macs_kept < 1.0 and r.fidelity.meets(0.05)
+    assert compare_models(str(m.path), out, score_data["mtcnn_rnet"]).drop < 0.05 + 0.03
+
+
+def test_old_failure_mobilenet_ratio_is_never_written_broken(zoo, score_data, tmp_path):
+    """The failure that opened the pruning issue: `prune --ratio 0.1` on the pretrained MobileNetV2 exited 0 with
+    7 % top-1 agreement on held-out photos. With the default budget it writes nothing (exit 1) or a model
+    inside the budget on the score photos, which the stage never saw."""
+    from edgecompress.errors import ValidationError
+
+    m = zoo["mobilenet_v2"]
+    out = tmp_path / "mnv2.onnx"
+    try:
+        prune(str(m.path), PruneConfig(ratio=0.1), out=out, **{k: str(v) for k, v in _splits(m).items()})
+    except ValidationError as exc:
+        assert "nothing written" in str(exc) and not out.exists()
+        return
+    top1 = compare_models(str(m.path), out, score_data["mobilenet_v2"]).output("logits").metrics["top1_agreement"]
+    assert top1 >= 0.98 - 0.03
 
 
 def test_minilm_quantize_and_prune(zoo, score_data, tmp_path):
@@ -92,9 +110,11 @@ def test_minilm_quantize_and_prune(zoo, score_data, tmp_path):
     assert rep.output("output").metrics["exact_agreement"] == 1.0  # int64 pass-through outputs stay exact
     p = tmp_path / "minilm_pruned.onnx"
     res = prune(str(m.path), PruneConfig(target_macs=0.8), out=p, **{k: str(v) for k, v in _splits(m).items()})
-    assert res.report.macs_kept <= 0.8 and len(res.report.fidelity.outputs) == 4
+    # 0.8 of the MACs costs the embedding ~0.11 balanced cosine: the default 2 % budget backs it off
+    r = res.report
+    assert 0.8 < r.macs_kept < 1.0 and len(r.fidelity.outputs) == 4 and r.fidelity.meets(0.02)
     rep = compare_models(str(m.path), p, score_data["minilm_l3"])
-    assert rep.output("461").metrics["balanced_cosine"] >= 0.8
+    assert rep.output("461").metrics["balanced_cosine"] >= 0.98 - 0.02
 
 
 def test_package_and_verify_onet_release(zoo, score_data, onet_int8, tmp_path):

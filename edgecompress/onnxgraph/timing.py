@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..onnxgraph.runtime import make_session
+from .runtime import make_session
 
 
 @dataclass(frozen=True)
