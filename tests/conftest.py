@@ -27,3 +27,25 @@ def _no_litter_in_repo(request):
     after = {p.name for p in ROOT.iterdir()}
     new = sorted(after - before - {".pytest_cache", ".ruff_cache", ".hypothesis"})
     assert not new, f"test left files in the repository root: {new}"
+
+
+@pytest.fixture(scope="session")
+def train_on_digits():
+    """train_on_digits(model, epochs) -> the model trained (Adam, cross-entropy) on calibration_data's real digits
+    train split; seeded, a few seconds on CPU."""
+    def train(model, epochs: int = 10):
+        import numpy as np
+        import torch
+
+        torch.manual_seed(0)
+        d = np.load(DATA / "digits_train.npz")
+        x, y = torch.from_numpy(d["input"]), torch.from_numpy(d["labels"])
+        opt = torch.optim.Adam(model.parameters(), 3e-3)
+        for _ in range(epochs):
+            for i in torch.randperm(len(x)).split(64):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x[i]), y[i]).backward()
+                opt.step()
+        return model.eval()
+
+    return train

@@ -45,11 +45,25 @@ from .common import compare_options, console, handle_errors, json_option, show_r
                    "anything), measured on --eval (else on calibration samples reconstruction was not fitted on). A "
                    "reduction outside it is backed off by bisection; when none is inside, nothing is written and the "
                    "exit code is 1.")
+@click.option("--recover", "recover_data", default=None, metavar="DATA",
+              help="Win the accuracy back: distil the pruned model from MODEL on unlabeled DATA (images / feed data; "
+                   "augmented crops), in PyTorch, before the budget is checked. Needs --ratio or --target-macs.")
+@click.option("--recover-steps", type=int, default=300, show_default=True, metavar="N", help="Recovery steps.")
+@click.option("--recover-batch-size", type=int, default=32, show_default=True, metavar="B", help="Recovery batch.")
+@click.option("--recover-lr", type=float, default=5e-4, show_default=True, metavar="LR",
+              help="Recovery learning rate (AdamW, warm-up then cosine decay).")
+@click.option("--recover-synthetic", type=float, default=0.0, show_default=True, metavar="F",
+              help="Fraction of each image batch replaced by procedural 'dead leaves' images during recovery "
+                   "(scaled to the data's per-channel statistics): fewer real photos need more.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the recovery trains.")
+@click.option("--resume", is_flag=True, help="Continue a killed recovery from OUT.onnx.recover-state.")
 @target_option
 @json_option
 @handle_errors
 def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eval_data, compensate, reconstruct,
-              round_to, skip, samples, metric, detection, state, max_drop, target, as_json):
+              round_to, skip, samples, metric, detection, state, max_drop, recover_data, recover_steps,
+              recover_batch_size, recover_lr, recover_synthetic, device, resume, target, as_json):
     """Prune channels, MLP units and attention heads of MODEL.onnx structurally.
 
     \b
@@ -62,13 +76,18 @@ def prune_cmd(model, out, ratio, target_macs, criterion, alpha, calibration, eva
       edgecompress prune model.onnx --target-macs 0.5 --calibration calib.npz --eval eval.npz --out pruned.onnx
       edgecompress prune model.onnx --max-drop 0.02 --calibration calib.npz --eval eval.npz --out pruned.onnx
       edgecompress prune model.onnx --ratio 0.3 --criterion bn --out pruned.onnx --json
+      edgecompress prune model.onnx --target-macs 0.7 --recover photos/ --calibration calib.npz --eval eval.npz \\
+          --max-drop 0.1 --device cuda --out pruned.onnx
     """
     from ..prune import PruneConfig, prune
 
     cfg = PruneConfig(ratio=ratio, target_macs=target_macs, criterion=criterion, alpha=alpha, compensate=compensate,
                       reconstruct=reconstruct, round_to=round_to, skip=tuple(skip), samples=samples, metric=metric,
-                      detection=detection, state=tuple(state), max_drop=max_drop)
-    result = prune(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
+                      detection=detection, state=tuple(state), max_drop=max_drop, recover=recover_data is not None,
+                      recover_steps=recover_steps, recover_batch_size=recover_batch_size, recover_lr=recover_lr,
+                      recover_synthetic=recover_synthetic, device=device, resume=resume)
+    result = prune(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target,
+                   recover_data=recover_data, progress=not as_json)
     show_result(result, as_json, _print)
 
 
@@ -88,6 +107,11 @@ def _print(result) -> None:
     if r.fidelity is not None:
         f = r.fidelity
         con.print(f"fidelity: {f.summary()}")
+        if r.recovery is not None and r.recovery.get("fidelity_before"):
+            b = r.recovery["fidelity_before"]
+            con.print(f"before recovery: drop {b['drop']:.4f} on {b.get('worst_output', '?')}; recovery "
+                      f"{r.recovery['steps']} steps, {r.recovery['seconds']:.0f} s on {r.recovery['device']}"
+                      + ("" if r.recovery["kept"] else " (not kept: it made the model worse)"))
         if r.fidelity_without_reconstruction is not None:
             con.print(f"without reconstruction: {r.fidelity_without_reconstruction.summary()}")
     if len(r.curve) > 1:

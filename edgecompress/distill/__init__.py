@@ -8,7 +8,8 @@
 
 See docs/distill.md. Modules: config (DistillConfig), losses, students (width/depth from the teacher), data,
 trainer (loop, checkpoints, resume, DDP, AMP), qat + qat_stage (--qat), models (SPECs, checkpoint format),
-stage (distill()).
+stage (distill()), onnx_module (an ONNX graph as a torch module, weights written back) + recover (`prune --recover`:
+label-free distillation of a pruned ONNX model from the original).
 """
 
 from __future__ import annotations

@@ -31,6 +31,11 @@ class PruneConfig:
       (edgecompress.fidelity; see QuantizeConfig).
     max_drop: largest drop accepted on the worst output (0.02 = 2 %; 1 accepts anything). A reduction outside it is
       backed off (bisection towards the input model) to the largest one inside; none inside: nothing is written.
+    recover: distil the pruned model from the input model on unlabeled data (PyTorch, edgecompress.distill.recover)
+      before the budget is checked; the requested reduction is then kept as it is (no back-off).
+    recover_steps / recover_batch_size / recover_lr: the recovery's optimizer steps, batch and AdamW learning rate.
+    recover_synthetic: fraction of each image batch replaced by procedural images during recovery, in [0, 1).
+    device: auto | cpu | cuda, for the recovery. resume: continue a killed recovery from its state file.
     """
 
     ratio: float | None = None
@@ -47,6 +52,13 @@ class PruneConfig:
     detection: str = ""
     state: tuple[str, ...] = ()
     max_drop: float = DEFAULT_MAX_DROP
+    recover: bool = False
+    recover_steps: int = 300
+    recover_batch_size: int = 32
+    recover_lr: float = 5e-4
+    recover_synthetic: float = 0.0
+    device: str = "auto"
+    resume: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip", tuple(self.skip or ()))
@@ -79,6 +91,23 @@ class PruneConfig:
             raise ConfigError(f"samples must be a positive integer; got {self.samples!r}")
         object.__setattr__(self, "state", state_tuple(self.state))
         CompareConfig(self.metric, self.detection, self.state)  # validates metric / detection / state
+        for name in ("recover", "resume"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
+        for name in ("recover_steps", "recover_batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {v!r}")
+        _number("recover_lr", self.recover_lr)
+        if not 0 < self.recover_lr < 1:
+            raise ConfigError(f"recover_lr must be in (0, 1); got {self.recover_lr!r}")
+        _number("recover_synthetic", self.recover_synthetic)
+        if not 0 <= self.recover_synthetic < 1:
+            raise ConfigError(f"recover_synthetic must be in [0, 1); got {self.recover_synthetic!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda; got {self.device!r}")
+        if self.recover and (self.searches or self.criterion == "magnitude" and self.target_macs is None):
+            raise ConfigError("recover needs the reduction to recover from: give ratio or target_macs")
         _number("max_drop", self.max_drop)
         if not 0 <= self.max_drop <= 1:
             raise ConfigError(f"max_drop must be a fraction in [0, 1] (0.02 = 2 %, 1 accepts anything); "

@@ -52,6 +52,7 @@ class PruneReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     max_drop: float | None = None
     curve: tuple[CurvePoint, ...] = ()  # every reduction tried, by MACs kept (edgecompress.prune.search)
+    recovery: dict[str, Any] | None = None  # --recover: steps, time, device, loss, fidelity before recovery
 
     @property
     def macs_kept(self) -> float:

@@ -101,8 +101,10 @@ def _group_reports(analysis: Analysis, scores: dict, keep: dict) -> tuple[tuple,
 
 
 def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *, out: str | os.PathLike[str],
-          calibration: Any = None, eval_data: Any = None, target: Any = None) -> StageResult:
-    """Structured pruning of an ONNX model (see docs/prune.md)."""
+          calibration: Any = None, eval_data: Any = None, target: Any = None, recover_data: Any = None,
+          progress: bool = False) -> StageResult:
+    """Structured pruning of an ONNX model (see docs/prune.md); with config.recover, distilled back from the input
+    model on `recover_data` (unlabeled; default: the calibration data)."""
     art = _as_artifact(model)
     out = check_output_path(out)
     src = load_model(art.path)
@@ -148,7 +150,12 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
                                                                                       macs0.total))
     notes += more
     full = {gid: analysis.groups[gid].size for gid in gids}
-    if mode == "magnitude":
+    recovery = None
+    if config.recover:
+        rdata = _recover_data(recover_data, src, calib, held if evald is None else None, notes)
+        best, recovery = _recovered(build, base, top, counts_at(top), config, rdata, check, Path(out), progress)
+        tried = [best]
+    elif mode == "magnitude":
         c = build(0.0, counts_at(0.0))
         best, tried = (c if c.within(config.max_drop) else None), [c]
     else:
@@ -160,7 +167,7 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     if best is None:
         raise _outside(tried, config, mode, curve)
     notes += best.notes
-    if best.level < top - 1e-12 and mode != "magnitude":
+    if best.level < top - 1e-12 and mode != "magnitude" and not config.recover:
         first = tried[0]
         notes.append(_backed_off(config, mode, first, best, len(tried)) if not config.searches else
                      f"searched {len(tried)} reductions: the largest inside max_drop {config.max_drop} keeps "
@@ -178,11 +185,68 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     report = PruneReport(config.criterion, mode, round_to, groups, blocked, params0, census.count_params(final),
                          macs0.total, macs1.total, fid,
                          best.fidelity_raw if best.reconstructed or best.bn_updated else None,
-                         best.reconstructed, best.bn_updated, tuple(notes), config.max_drop, tuple(curve))
+                         best.reconstructed, best.bn_updated, tuple(notes), config.max_drop, tuple(curve), recovery)
     metrics = {"macs_kept": report.macs_kept, "params_kept": report.params_kept}
     if fid is not None:
         metrics["cosine"] = fid.cosine
     return StageResult(art.derive(Path(out), "prune", config=config, metrics=metrics), report)
+
+
+def _recover_data(spec: Any, src: onnx.ModelProto, calib: FeedData | None, held: FeedData | None,
+                  notes: list[str]) -> FeedData:
+    """The unlabeled recovery data, without any sample of the held-out split the budget is judged on."""
+    data = _data(spec, src, "recover data", None) if spec is not None else calib
+    if data is None:
+        raise ConfigError("--recover needs unlabeled data: give --recover DATA or --calibration")
+    if held is not None:
+        judged = {_feed_key(f) for f in held.feeds()}
+        feeds = [f for f in data.feeds() if _feed_key(f) not in judged]
+        if len(feeds) < data.n:
+            notes.append(f"{data.n - len(feeds)} recover sample(s) are in the held-out split the budget is judged "
+                         "on and were left out of the recovery")
+            if not feeds:
+                raise ConfigError("--recover: every recover sample is in the held-out check split",
+                                  hint="give --eval data, or other --recover data than --calibration")
+            data = FeedData.from_feeds(feeds)
+    return data
+
+
+def _feed_key(feed: dict[str, np.ndarray]) -> bytes:
+    import hashlib
+
+    h = hashlib.sha1()
+    for k in sorted(feed):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(feed[k]).tobytes())
+    return h.digest()
+
+
+def _recovered(build: _Builder, base: onnx.ModelProto, level: float, counts: dict[int, int], config: PruneConfig,
+               data: FeedData, check: FeedData | None, out: Path, progress: bool) -> tuple[Candidate, dict]:
+    """The requested reduction, distilled back from the input model (kept only where it measured better)."""
+    from ..distill.recover import RecoverSettings, recover
+
+    c = build(level, counts)
+    settings = RecoverSettings(config.recover_steps, config.recover_batch_size, config.recover_lr, config.device,
+                               resume=config.resume, synthetic=config.recover_synthetic)
+    model, rep = recover(base, c.model, data, settings, state_path=out.with_name(out.name + ".recover-state"),
+                         progress=progress)
+    fid = build.fids(model, check) if check is not None else None
+    info: dict[str, Any] = {**rep.to_dict(), "fidelity_before": c.fidelity.to_dict() if c.fidelity else None,
+                            "kept": True}
+    if fid is not None and c.fidelity is not None and fid.drop > c.fidelity.drop and \
+            fid.continuous >= c.fidelity.continuous:
+        c.notes.append(f"recovery made the model worse on the check data (drop {c.fidelity.drop:.4f} -> "
+                       f"{fid.drop:.4f}); the model before recovery is kept")
+        info["kept"] = False
+        return c, info
+    before = f"{c.fidelity.drop:.4f}" if c.fidelity is not None else "-"
+    after = f"{fid.drop:.4f}" if fid is not None else "-"
+    notes = c.notes + [f"recovered by distillation from the input model: {rep.steps} steps of {rep.batch_size} on "
+                       f"{rep.samples} unlabeled samples, {rep.seconds:.0f} s on {rep.device}; drop {before} -> "
+                       f"{after}"]
+    return Candidate(level, c.counts, c.keep, model, fid, c.fidelity_raw, c.reconstructed, c.bn_updated, c.macs_kept,
+                     c.params_kept, notes), info
 
 
 SEARCH_TOP = 0.95  # with no reduction asked for, the search spans MACs kept in [0.05, 1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -38,18 +37,10 @@ class DigitsCNN(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
+def digits(tmp_path_factory, train_on_digits):
     """A DigitsCNN trained on digits_train (about 97 % on digits_val), exported; the data splits."""
     torch.manual_seed(0)
-    d = np.load(DATA / "digits_train.npz")
-    x, y = torch.from_numpy(d["input"]), torch.from_numpy(d["labels"])
-    m = DigitsCNN()
-    opt = torch.optim.Adam(m.parameters(), 3e-3)
-    for _ in range(15):
-        for i in torch.randperm(len(x)).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(m(x[i]), y[i]).backward()
-            opt.step()
+    m = train_on_digits(DigitsCNN(), epochs=15)
     folder = tmp_path_factory.mktemp("digits")
     onnx.save(export_model(m, (1, 1, 8, 8)), str(folder / "cnn.onnx"))
     return {"model": folder / "cnn.onnx", "calib": str(DATA / "digits_calibration.npz"),
