@@ -10,7 +10,8 @@ Per zoo model (bench/zoo/prepare.py builds the zoo; `make bench-real` runs it fi
   ORT static U8S8 pc       the same with activation_type=QUInt8, weight_type=QInt8, per_channel=True
   ORT dynamic pc / pt      transformers only (kind embedding, or MatMul/Gemm without Conv): quantize_dynamic
   ec quantize              `edgecompress quantize MODEL --calibration C --eval T --out Q --json` (+ compare hints)
-  ec prune F [+ quantize]  `edgecompress prune MODEL --target-macs F ...` for F = 0.9, 0.7, 0.5, then quantize it
+  ec prune F [+ quantize]  `edgecompress prune MODEL --target-macs F ...` for F = 0.9, 0.7, 0.5 (upper bounds under
+                           the default --max-drop 0.02), and with no F (the budget search); then quantize each
 
 Columns: exit code and wall time of each call, size, p50 latency, speed-up vs fp32 and vs the fastest ORT variant
 (medians of per-round ratios), and every fidelity headline of edgecompress.fidelity.compare_models vs fp32.
@@ -46,7 +47,7 @@ from bench.realbench.variants import (  # noqa: E402
     run_cli,
 )
 
-PRUNE_TARGETS = (0.9, 0.7, 0.5)
+PRUNE_TARGETS = (0.9, 0.7, 0.5, None)  # None: no reduction asked, the default budget (--max-drop 0.02) searches
 T0 = time.perf_counter()
 
 
@@ -131,14 +132,16 @@ def make_variants(zm: Any, work: Path, data: dict[str, Path], flags: list[str], 
     variants.append(q)
     pruned: list[Variant] = []
     for f in PRUNE_TARGETS:
-        tag = f"{round(f * 100)}"
-        p = cli(f"ec_prune{tag}", f"ec prune {f:g} MACs", ["prune", str(zm.path), "--target-macs", f"{f:g}", *common],
-                work / f"ec_prune{tag}.onnx")
+        tag = f"{round(f * 100)}" if f is not None else "search"
+        asked = ["--target-macs", f"{f:g}"] if f is not None else []
+        label = f"ec prune {f:g} MACs" if f is not None else "ec prune (search, max-drop 0.02)"
+        p = cli(f"ec_prune{tag}", label, ["prune", str(zm.path), *asked, *common], work / f"ec_prune{tag}.onnx")
         p.note = prune_note(p.report)
         pruned.append(p)
     for f, p in zip(PRUNE_TARGETS, list(pruned), strict=True):
-        tag = f"{round(f * 100)}"
-        name, label = f"ec_prune{tag}_quantize", f"ec prune {f:g} + quantize"
+        tag = f"{round(f * 100)}" if f is not None else "search"
+        name, label = f"ec_prune{tag}_quantize", f"ec prune {f:g} + quantize" if f is not None else \
+            "ec prune (search) + quantize"
         if not p.ok:
             pq = Variant(name, label, "edgecompress", error=f"not run: prune exit {p.exit}")
         else:

@@ -132,7 +132,8 @@ def document(meta: dict[str, Any], sections: list[str]) -> str:
         "S8S8, per-tensor, MinMax), the same U8S8 per-channel, and for transformers `quantize_dynamic` "
         "(per-channel / per-tensor) on the fp32 model. `x ORT best` = speed-up over the fastest ORT variant.",
         "- edgecompress variants: the CLI with defaults (`quantize --calibration C --eval T`, `prune --target-macs F "
-        "--calibration C --eval T`, then `quantize` of each pruned model), compare hints passed as `--detection` / "
+        "--calibration C --eval T` with F an upper bound under the default `--max-drop 0.02`, `prune --calibration C "
+        "--eval T` (the budget search), then `quantize` of each pruned model), compare hints passed as `--detection` / "
         "`--state`; exit code and wall time of each call; the error line where it failed.", ""]
     return "\n".join(head) + "\n" + "\n".join(sections) + "\n"
 

@@ -228,4 +228,9 @@ def prune_note(report: dict[str, Any] | None) -> str:
         val = r.get(key)
         if isinstance(val, (int, float)):
             bits.append(f"{what} kept {val:.3f}")
+    curve = r.get("curve") or []
+    if len(curve) > 1:  # the budget backed the request off, or searched
+        pts = "; ".join(f"{p['macs_kept']:.3f}: {p['drop']:.3f}" + (" *" if p["chosen"] else "")
+                        for p in curve if p.get("drop") is not None)
+        bits.append(f"{len(curve)} tried (MACs kept: drop) {pts}")
     return ", ".join(bits)
