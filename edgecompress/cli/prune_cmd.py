@@ -19,11 +19,12 @@ from .common import compare_options, console, handle_errors, json_option, show_r
               help="Keep at least the fraction F of the MACs (0 < F < 1), ranking channels globally across groups; "
                    "outside --max-drop more is kept. With neither --ratio nor --target-macs, the largest reduction "
                    "inside --max-drop is searched.")
-@click.option("--criterion", type=click.Choice(["l1", "l2", "magnitude", "bn", "activation"]), default="l2",
+@click.option("--criterion", type=click.Choice(["l1", "l2", "magnitude", "bn", "activation", "taylor"]), default="l2",
               show_default=True,
               help="Channel importance: l1/l2 of the producer weights (x BatchNorm scale); magnitude: prune norms "
                    "below --alpha x the group's max; bn: BatchNorm |gamma|; activation: mean |activation| x "
-                   "consumer weight norm (needs --calibration).")
+                   "consumer weight norm (needs --calibration); taylor: first-order Taylor importance |w * dL/dw| "
+                   "of a label-free output probe, through PyTorch (needs --calibration).")
 @click.option("--alpha", type=float, default=0.05, show_default=True, metavar="A",
               help="Threshold of --criterion magnitude, as a fraction of the group's largest norm.")
 @click.option("--calibration", default=None, metavar="DATA",

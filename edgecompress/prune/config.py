@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from ..fidelity.config import CompareConfig, state_tuple
 
-CRITERIA = ("l1", "l2", "magnitude", "bn", "activation")
+CRITERIA = ("l1", "l2", "magnitude", "bn", "activation", "taylor")
 DEFAULT_MAX_DROP = 0.02  # 1 - agreement / 1 - balanced cosine / recall loss on the worst output
 
 
@@ -19,7 +19,8 @@ class PruneConfig:
     target_macs: fraction of the input model's MACs to keep, in (0, 1); groups are ranked globally: a lower bound
       on what is kept. With neither, the largest reduction inside max_drop is searched (needs data).
     criterion: l1 | l2 | magnitude (prune norms below alpha x the group's max) | bn (BatchNorm |gamma|) |
-        activation (mean |activation| x consumer weight norm; needs calibration data).
+        activation (mean |activation| x consumer weight norm; needs calibration data) | taylor (first-order
+        Taylor importance of a label-free output probe, through PyTorch; needs calibration data).
     alpha: magnitude threshold, in (0, 1).
     reconstruct: with calibration data, re-fit consumer weights by least squares and re-match BatchNorm statistics.
     compensate: with calibration data, move each removed channel's mean contribution into its consumers' biases.

@@ -113,7 +113,8 @@ def activation_means(model_bytes: bytes, analysis: Analysis, groups: list[int], 
 
 
 def compute_scores(model: ir.Model, analysis: Analysis, gids: list[int], criterion: str,
-                   act_means: Mapping | None = None) -> tuple[dict[int, np.ndarray], list[str]]:
+                   act_means: Mapping | None = None, taylor: Mapping[int, np.ndarray] | None = None,
+                   ) -> tuple[dict[int, np.ndarray], list[str]]:
     vals = _values(model)
     nodes = {n.name: n for n in model.graph}
     notes: list[str] = []
@@ -125,6 +126,11 @@ def compute_scores(model: ir.Model, analysis: Analysis, gids: list[int], criteri
             s = bn_scores(g, vals)
             if s is None:
                 notes.append(f"group {g.name}: no BatchNormalization, ranked by l2 instead of bn")
+        elif criterion == "taylor":
+            s = (taylor or {}).get(gid)
+            if s is None or not np.any(s > 0):
+                s = None
+                notes.append(f"group {g.name}: no Taylor importance (no trainable parameters found), ranked by l2")
         elif criterion == "activation":
             s = activation_scores(g, vals, act_means or {})
             if s is None:

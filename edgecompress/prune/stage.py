@@ -112,8 +112,8 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     notes: list[str] = []
     calib = _data(calibration, src, "calibration data", config.samples)
     evald = _data(eval_data, src, "evaluation data", None)
-    if config.criterion == "activation" and calib is None:
-        raise ConfigError("criterion 'activation' needs calibration data (--calibration)")
+    if config.criterion in ("activation", "taylor") and calib is None:
+        raise ConfigError(f"criterion '{config.criterion}' needs calibration data (--calibration)")
     held = None
     if evald is None and calib is not None:
         calib, held = holdout(calib)
@@ -134,7 +134,12 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
 
     feeds = calib.feeds() if calib is not None else None
     acts = activation_means(base.SerializeToString(), analysis, gids, feeds) if config.criterion == "activation" else None
-    scores, more = compute_scores(work, analysis, gids, config.criterion, acts)
+    taylor = None
+    if config.criterion == "taylor":
+        from .taylor import taylor_scores
+
+        taylor = taylor_scores(base, analysis, gids, calib)
+    scores, more = compute_scores(work, analysis, gids, config.criterion, acts, taylor)
     notes += more
     check = evald or held or calib
     if check is None and config.searches:

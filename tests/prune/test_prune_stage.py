@@ -105,7 +105,7 @@ def test_reconstruction_recovers_fidelity(exported, tmp_path, data_dir, keep_bn)
         assert r.bn_reestimated
 
 
-@pytest.mark.parametrize("criterion", ["l1", "bn", "activation"])
+@pytest.mark.parametrize("criterion", ["l1", "bn", "activation", "taylor"])
 def test_criteria_run(exported, tmp_path, criterion):
     torch.manual_seed(0)
     src = exported(mnist_models.MnistResNet(width=8), (1, 1, 28, 28), keep_bn=True)
@@ -116,10 +116,27 @@ def test_criteria_run(exported, tmp_path, criterion):
     assert not any("instead" in n for n in res.report.notes)
 
 
-def test_activation_needs_calibration(exported, tmp_path):
+@pytest.mark.parametrize("criterion", ["activation", "taylor"])
+def test_data_criteria_need_calibration(exported, tmp_path, criterion):
     src = exported(zoo.MLP(hidden=16), (1, 1, 28, 28))
     with pytest.raises(ConfigError, match="calibration"):
-        prune(str(src), PruneConfig(ratio=0.5, criterion="activation"), out=str(tmp_path / "p.onnx"))
+        prune(str(src), PruneConfig(ratio=0.5, criterion=criterion), out=str(tmp_path / "p.onnx"))
+
+
+def test_taylor_gives_planted_zero_channels_no_importance(exported, tmp_path):
+    """A channel whose weights and bias are zero changes nothing when removed: its Taylor importance is exactly 0,
+    every other channel's is not, so half the channels go and they are the planted ones."""
+    torch.manual_seed(0)
+    src = exported(mnist_models.MnistResNet(width=8), (1, 1, 28, 28), keep_bn=True)
+    planted = plant_zeros(src, tmp_path / "z.onnx", fraction=0.5)
+    calib = FeedData.from_arrays({"x": np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)})
+    res = prune(str(tmp_path / "z.onnx"), PruneConfig(ratio=0.5, criterion="taylor", round_to=1, min_keep=0.01,
+                                                      reconstruct=False, compensate=False),
+                out=str(tmp_path / "p.onnx"), calibration=calib)
+    for g in res.report.groups:
+        vals = np.asarray(g.criterion_values)
+        assert np.all(vals[planted[g.id]] == 0) and np.all(np.delete(vals, planted[g.id]) > 0), g.name
+        assert list(g.removed) == list(planted[g.id])
 
 
 def test_constant_node_shared_by_two_consumers(tmp_path):
