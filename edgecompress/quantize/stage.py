@@ -29,6 +29,7 @@ from .preprocess import check_has_compute, check_not_quantized, prepare
 from .report import QuantizeReport
 from .run import _Run
 from .select import choose
+from .smooth import smooth_streams
 
 SLOWER = 0.97  # int8 below 0.97x fp32 counts as slower (within 3 %: measurement noise on a shared machine)
 
@@ -151,8 +152,10 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
     depthwise = has_depthwise(pre_model)
     if depthwise and cfg.mode != "dynamic":
         eq_model, eq = equalize(pre_model)
-        run.eq_info = {"depthwise": True, "pairs": eq.pairs, "skipped": eq.skipped, "applied": False}
-        if eq.changed:
+        eq_model, sm = smooth_streams(eq_model, run.calib.feeds(), threads=run.threads)
+        run.eq_info = {"depthwise": True, "pairs": eq.pairs, "skipped": eq.skipped, "streams": sm.streams,
+                       "stream_channels": sm.channels, "streams_skipped": sm.skipped, "applied": False}
+        if eq.changed or sm.changed:
             p = run.work / "equalized.onnx"
             onnx.save(eq_model, str(p))
             run.models[True] = p
