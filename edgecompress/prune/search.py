@@ -13,6 +13,7 @@ import onnx
 from ..fidelity import FidelityReport
 
 STEPS = 6  # bisection steps after the first point: resolution 1/64 of the requested reduction
+EXTRA = 8  # with nothing inside after STEPS, keep halving towards the smallest reduction the selection can make
 
 
 @dataclass
@@ -66,7 +67,8 @@ def find(build: Callable[[float, dict[int, int]], Candidate], counts_at: Callabl
          progress: Callable[[str], None] | None = None) -> tuple[Candidate | None, list[Candidate]]:
     """The candidate with the largest reduction in [0, top] inside max_drop (fidelity assumed to fall as the
     reduction grows), and every candidate built. `first`: try `top` itself before bisecting (the user asked for
-    it); a level whose selection keeps every channel is inside the budget by definition and builds nothing."""
+    it); a level whose selection keeps every channel is inside the budget by definition and builds nothing. When
+    the bisection found nothing inside, the reduction keeps halving down to the smallest the selection can make."""
     tried: dict[tuple, Candidate] = {}
     order: list[Candidate] = []
     best: Candidate | None = None
@@ -97,4 +99,44 @@ def find(build: Callable[[float, dict[int, int]], Candidate], counts_at: Callabl
                 best = c
         else:
             bad = mid
+    for _ in range(EXTRA if best is None else 0):  # nothing inside yet: try ever smaller reductions
+        bad /= 2
+        c = at(bad)
+        if c is None:
+            break
+        if c.within(max_drop):
+            best = c
+            break
     return best, order
+
+
+GREEDY_TRIALS = 8
+
+
+def refine(build: Callable[[float, dict[int, int]], Candidate], full: Mapping[int, int], one_unit: Mapping[int, int],
+           max_drop: float) -> tuple[Candidate | None, list[Candidate]]:
+    """When even the global ranking's smallest step is outside the budget: the sensitivity of every group measured
+    on its own (one rounding unit of its lowest-ranked channels removed), then the groups inside the budget are
+    combined greedily, least drop per MAC saved first, as long as the combination stays inside."""
+    probes = []
+    for gid, k in one_unit.items():
+        counts = dict(full)
+        counts[gid] = k
+        probes.append((gid, build(0.0, counts)))
+    tried = [c for _, c in probes]
+    ok = sorted(((gid, c) for gid, c in probes if c.within(max_drop)),
+                key=lambda gc: (gc[1].fidelity.drop if gc[1].fidelity else 0.0) / max(1e-9, 1 - gc[1].macs_kept))
+    if not ok:
+        return None, tried
+    best = min((c for _, c in ok), key=lambda c: c.macs_kept)
+    cur = dict(best.counts)
+    for gid, _ in ok[:GREEDY_TRIALS + 1]:
+        if cur.get(gid, full[gid]) == one_unit[gid]:
+            continue
+        trial = dict(cur)
+        trial[gid] = one_unit[gid]
+        c = build(0.0, trial)
+        tried.append(c)
+        if c.within(max_drop) and c.macs_kept < best.macs_kept:
+            best, cur = c, trial
+    return best, tried

@@ -29,8 +29,8 @@ from .graphutil import drop_unused_initializers, prepare, reshare_constants, to_
 from .groups import Analysis, analyze
 from .reconstruct import LeastSquaresReconstruction
 from .report import GroupReport, PruneReport, UnprunableGroup
-from .search import Candidate, CurvePoint, find, point
-from .select import MacModel, make_plan, select_magnitude, select_ratio, select_target_macs
+from .search import Candidate, CurvePoint, find, point, refine
+from .select import MacModel, group_round, kept_count, make_plan, select_magnitude, select_ratio, select_target_macs
 
 
 def _as_artifact(model: str | os.PathLike[str] | ModelArtifact) -> ModelArtifact:
@@ -165,6 +165,15 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
         best, tried = (c if c.within(config.max_drop) else None), [c]
     else:
         best, tried = find(build, counts_at, full, top, config.max_drop, first=not config.searches)
+        if best is None and tried and config.searches:
+            one = {gid: k for gid in gids
+                   if (k := kept_count(analysis.groups[gid], analysis.groups[gid].size - group_round(
+                       analysis.groups[gid], round_to), round_to, config.min_keep)) < analysis.groups[gid].size}
+            best, more_tried = refine(build, full, one, config.max_drop)
+            tried += more_tried
+            if best is not None:
+                notes.append(f"the global ranking's smallest step was outside the budget: {len(one)} groups probed "
+                             f"one at a time ({len(more_tried)} candidates), the ones inside combined greedily")
         if best is None and not tried:  # the selection keeps every channel (e.g. --ratio 0): the model as it is
             best = build(top, counts_at(top))
             tried = [best]

@@ -113,3 +113,36 @@ def test_magnitude_outside_the_budget_is_refused(digits, tmp_path):
     with pytest.raises(ValidationError, match="nothing written"):
         _prune(digits, tmp_path, criterion="magnitude", alpha=0.9, max_drop=0.0)
     assert not (tmp_path / "p.onnx").exists()
+
+
+def test_refine_combines_the_groups_inside_the_budget():
+    """refine() (used when even the global ranking's smallest step is outside): each group probed alone, those
+    inside combined greedily, least drop per MAC saved first, only while the combination stays inside. The
+    candidates here come from a deterministic additive model of drop and MACs, so the greedy order is checkable."""
+    from dataclasses import dataclass
+
+    from edgecompress.prune.search import Candidate, refine
+
+    @dataclass
+    class Fid:
+        drop: float
+
+        def meets(self, max_drop):
+            return self.drop <= max_drop
+
+    cost = {0: 0.004, 1: 0.03, 2: 0.008, 3: 0.009}  # drop when the group loses one unit
+    saved = {0: 0.01, 1: 0.05, 2: 0.01, 3: 0.001}  # MACs saved
+    full = {g: 16 for g in cost}
+    one = {g: 8 for g in cost}
+    built = []
+
+    def build(level, counts):
+        cut = [g for g in cost if counts[g] < full[g]]
+        built.append(tuple(cut))
+        return Candidate(level, counts, {}, None, Fid(sum(cost[g] for g in cut)), None, (), (),
+                         1 - sum(saved[g] for g in cut), 1.0)
+
+    best, tried = refine(build, full, one, max_drop=0.015)
+    assert built[:4] == [(0,), (1,), (2,), (3,)]  # every group probed alone
+    assert [g for g in cost if best.counts[g] < 16] == [0, 2]  # 0 then 2 (0.012 inside); adding 3 would exceed
+    assert best.macs_kept == pytest.approx(0.98) and len(tried) == len(built)
