@@ -72,6 +72,20 @@ class ImageSpec:
             raise ConfigError("image.std must not contain 0")
 
 
+def _hash_feed(h: Any, feed: Feed) -> None:
+    for k in sorted(feed):
+        a = np.ascontiguousarray(feed[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+
+
+def feed_key(feed: Feed) -> bytes:
+    """A digest of one feed (sorted keys, dtype, shape, bytes): equal feeds, equal keys."""
+    h = hashlib.sha256()
+    _hash_feed(h, feed)
+    return h.digest()
+
+
 class FeedData:
     """An ordered, re-iterable set of feeds (dicts name -> array, batch 1) with optional labels."""
 
@@ -184,10 +198,7 @@ class FeedData:
         if self._hash is None:
             h = hashlib.sha256()
             for feed in self:
-                for k in sorted(feed):
-                    a = np.ascontiguousarray(feed[k])
-                    h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
-                    h.update(a.tobytes())
+                _hash_feed(h, feed)
             if self.labels is not None:
                 lab = np.ascontiguousarray(self.labels)
                 h.update(f"{LABELS}|{lab.dtype.str}|{lab.shape}|".encode())

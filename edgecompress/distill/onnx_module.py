@@ -15,6 +15,7 @@ Control flow (If / Loop / Scan), recurrent ops and quantized ops are not support
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,12 +26,14 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
-from ..errors import UnsupportedError
+from ..data import FeedData
+from ..errors import UnsupportedError, ValidationError
 
 # (op, input index) pairs whose float constants are trainable weights; -1: any input
 _TRAINABLE = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1), "PRelu": (1,),
               "Add": (-1,), "Sub": (-1,), "Mul": (-1,), "BatchNormalization": (1, 2),
               "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2)}
+PARITY_TOL = 1e-3  # max |torch - ORT| / max |ORT| on an output
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 6: torch.int32, 7: torch.int64, 9: torch.bool,
            10: torch.float16, 11: torch.float64, 16: torch.bfloat16}
 
@@ -398,10 +401,38 @@ class OnnxModule(nn.Module):
                 env[outs[0]] = res
         return tuple(env[o] for o in self.output_names)
 
+    def trainable(self) -> dict[str, nn.Parameter]:
+        """Initializer (or Constant) name -> its trainable parameter."""
+        return {name: self.params[key] for name, key in self._names.items() if key in self.params}
+
     def weights(self) -> dict[str, np.ndarray]:
         """Initializer name -> its trained value (float32), for every trainable initializer."""
         inv = {v: k for k, v in self._names.items()}
         return {inv[k]: p.detach().float().cpu().numpy() for k, p in self.params.items()}
+
+
+def check_parity(module: OnnxModule, model: onnx.ModelProto, data: FeedData, what: str) -> float:
+    """Largest |torch - ORT| / max|ORT| over the float outputs of up to 2 samples; refuses above PARITY_TOL."""
+    from ..onnxgraph.runtime import make_session
+
+    sess = make_session(model.SerializeToString(), origin=what)
+    worst = 0.0
+    module.eval()
+    for f in data.head(2).feeds():
+        ref = sess.run(None, f)
+        with torch.no_grad():
+            got = module(*[torch.from_numpy(f[n]) for n in module.input_names])
+        for name, r, g in zip(module.output_names, ref, got, strict=True):
+            if np.asarray(r).dtype.kind != "f":
+                continue
+            err = float(np.abs(np.asarray(r) - g.float().numpy()).max() / (np.abs(r).max() + 1e-12))
+            if not math.isfinite(err) or err > PARITY_TOL:
+                raise ValidationError(f"the {what} run in PyTorch differs from ONNX Runtime on output "
+                                      f"{name!r} (relative error {err:.3g} > {PARITY_TOL})",
+                                      hint="an op of this graph is not interpreted faithfully; prune without "
+                                           "--recover and with another --criterion than taylor")
+            worst = max(worst, err)
+    return worst
 
 
 def write_weights(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:

@@ -14,6 +14,7 @@ continues a killed run where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
@@ -27,14 +28,13 @@ import onnx
 import torch
 
 from ..data import FeedData
-from ..errors import ConfigError, InputError, ValidationError
+from ..errors import ConfigError, InputError
 from ..fsutil import atomic_write_bytes
 from .augment import warp
-from .onnx_module import OnnxModule, write_weights
+from .onnx_module import OnnxModule, check_parity, write_weights
 from .trainer import _Bar, pick_device
 
 SAVE_EVERY = 50
-PARITY_TOL = 1e-3
 STATE_FORMAT = "edgecompress-recover-1"
 
 
@@ -144,30 +144,6 @@ def _views(x: list[torch.Tensor], g: torch.Generator, stats: dict[int, tuple[tor
     return out
 
 
-def check_parity(module: OnnxModule, model: onnx.ModelProto, data: FeedData, what: str) -> float:
-    """Largest |torch - ORT| / max|ORT| over the float outputs of up to 2 samples; refuses above PARITY_TOL."""
-    from ..onnxgraph.runtime import make_session
-
-    sess = make_session(model.SerializeToString(), origin=what)
-    worst = 0.0
-    module.eval()
-    for f in data.head(2).feeds():
-        ref = sess.run(None, f)
-        with torch.no_grad():
-            got = module(*[torch.from_numpy(f[n]) for n in module.input_names])
-        for name, r, g in zip(module.output_names, ref, got, strict=True):
-            if np.asarray(r).dtype.kind != "f":
-                continue
-            err = float(np.abs(np.asarray(r) - g.float().numpy()).max() / (np.abs(r).max() + 1e-12))
-            if not math.isfinite(err) or err > PARITY_TOL:
-                raise ValidationError(f"--recover: the {what} run in PyTorch differs from ONNX Runtime on output "
-                                      f"{name!r} (relative error {err:.3g} > {PARITY_TOL})",
-                                      hint="an op of this graph is not interpreted faithfully; prune without "
-                                           "--recover")
-            worst = max(worst, err)
-    return worst
-
-
 def _fingerprint(settings: RecoverSettings, student: onnx.ModelProto, data: FeedData) -> str:
     h = hashlib.sha256()
     h.update(repr({k: v for k, v in asdict(settings).items() if k not in ("resume", "device")}).encode())
@@ -223,7 +199,7 @@ def recover(teacher: onnx.ModelProto, student: onnx.ModelProto, data: FeedData, 
             n = groups[gi][0].shape[0]
             idx = torch.randint(0, n, (min(settings.batch_size, max(n, 2)),), generator=g)
             x = _views([v[idx].to(dev, non_blocking=True) for v in groups[gi]], g, stats, settings.synthetic)
-            with torch.autocast("cuda", dtype=amp) if amp else _null():
+            with torch.autocast("cuda", dtype=amp) if amp else contextlib.nullcontext():
                 with torch.no_grad():
                     t_out = t_mod(*x)
                 s_out = s_mod(*x)
@@ -252,14 +228,6 @@ def recover(teacher: onnx.ModelProto, student: onnx.ModelProto, data: FeedData, 
     last = history[-1][1] if history else float("nan")
     return out, RecoverReport(settings.steps, settings.batch_size, settings.lr, str(dev), data.n, round(secs, 2),
                               round(seen / secs, 1) if secs > 0 else 0.0, first, last, resumed, tuple(history))
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _save(path: Path, fp: str, step: int, mod: OnnxModule, opt, sched, history) -> None:

@@ -64,7 +64,7 @@ def point(c: Candidate, max_drop: float, *, chosen: bool = False, speedup: float
 
 def find(build: Callable[[float, dict[int, int]], Candidate], counts_at: Callable[[float], dict[int, int]],
          full: Mapping[int, int], top: float, max_drop: float, *, first: bool, steps: int = STEPS,
-         progress: Callable[[str], None] | None = None) -> tuple[Candidate | None, list[Candidate]]:
+         ) -> tuple[Candidate | None, list[Candidate]]:
     """The candidate with the largest reduction in [0, top] inside max_drop (fidelity assumed to fall as the
     reduction grows), and every candidate built. `first`: try `top` itself before bisecting (the user asked for
     it); a level whose selection keeps every channel is inside the budget by definition and builds nothing. When
@@ -79,8 +79,6 @@ def find(build: Callable[[float, dict[int, int]], Candidate], counts_at: Callabl
             return None
         key = tuple(sorted(counts.items()))
         if key not in tried:
-            if progress:
-                progress(f"level {level:.4f}")
             tried[key] = build(level, counts)
             order.append(tried[key])
         return tried[key]

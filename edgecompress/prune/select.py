@@ -23,6 +23,17 @@ def kept_count(g: Group, keep: int, round_to: int, min_keep: float) -> int:
     return min(keep, g.size)
 
 
+def one_unit_counts(analysis: Analysis, gids: list[int], round_to: int, min_keep: float) -> dict[int, int]:
+    """Group id -> channels kept when the group alone loses one rounding unit (groups that cannot are left out)."""
+    out = {}
+    for gid in gids:
+        g = analysis.groups[gid]
+        k = kept_count(g, g.size - group_round(g, round_to), round_to, min_keep)
+        if k < g.size:
+            out[gid] = k
+    return out
+
+
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     order = np.argsort(-scores, kind="stable")
     return np.sort(order[:k])

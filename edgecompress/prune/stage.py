@@ -11,7 +11,7 @@ import onnx
 import onnx_ir as ir
 
 from ..artifact import ModelArtifact, StageResult
-from ..data import FeedData, load_data, random_feeds
+from ..data import FeedData, feed_key, load_data, random_feeds
 from ..errors import ConfigError, UnsupportedError, ValidationError
 from ..fidelity import FidelityReport, Outputs, holdout, judge, resolve_state, run_outputs
 from ..fsutil import check_output_path
@@ -30,7 +30,7 @@ from .groups import Analysis, analyze
 from .reconstruct import LeastSquaresReconstruction
 from .report import GroupReport, PruneReport, UnprunableGroup
 from .search import Candidate, CurvePoint, find, point, refine
-from .select import MacModel, group_round, kept_count, make_plan, select_magnitude, select_ratio, select_target_macs
+from .select import MacModel, make_plan, one_unit_counts, select_magnitude, select_ratio, select_target_macs
 
 
 def _as_artifact(model: str | os.PathLike[str] | ModelArtifact) -> ModelArtifact:
@@ -166,9 +166,7 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     else:
         best, tried = find(build, counts_at, full, top, config.max_drop, first=not config.searches)
         if best is None and tried and config.searches:
-            one = {gid: k for gid in gids
-                   if (k := kept_count(analysis.groups[gid], analysis.groups[gid].size - group_round(
-                       analysis.groups[gid], round_to), round_to, config.min_keep)) < analysis.groups[gid].size}
+            one = one_unit_counts(analysis, gids, round_to, config.min_keep)
             best, more_tried = refine(build, full, one, config.max_drop)
             tried += more_tried
             if best is not None:
@@ -213,8 +211,8 @@ def _recover_data(spec: Any, src: onnx.ModelProto, calib: FeedData | None, held:
     if data is None:
         raise ConfigError("--recover needs unlabeled data: give --recover DATA or --calibration")
     if held is not None:
-        judged = {_feed_key(f) for f in held.feeds()}
-        feeds = [f for f in data.feeds() if _feed_key(f) not in judged]
+        judged = {feed_key(f) for f in held.feeds()}
+        feeds = [f for f in data.feeds() if feed_key(f) not in judged]
         if len(feeds) < data.n:
             notes.append(f"{data.n - len(feeds)} recover sample(s) are in the held-out split the budget is judged "
                          "on and were left out of the recovery")
@@ -223,16 +221,6 @@ def _recover_data(spec: Any, src: onnx.ModelProto, calib: FeedData | None, held:
                                   hint="give --eval data, or other --recover data than --calibration")
             data = FeedData.from_feeds(feeds)
     return data
-
-
-def _feed_key(feed: dict[str, np.ndarray]) -> bytes:
-    import hashlib
-
-    h = hashlib.sha1()
-    for k in sorted(feed):
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(feed[k]).tobytes())
-    return h.digest()
 
 
 def _recovered(build: _Builder, base: onnx.ModelProto, level: float, counts: dict[int, int], config: PruneConfig,
@@ -264,6 +252,7 @@ def _recovered(build: _Builder, base: onnx.ModelProto, level: float, counts: dic
 
 
 SEARCH_TOP = 0.95  # with no reduction asked for, the search spans MACs kept in [0.05, 1]
+CURVE_TIMING_S = 3.0  # side-by-side timing of the curve's points
 
 
 def _levels(analysis: Analysis, scores: dict, config: PruneConfig, round_to: int, macs: MacModel):
@@ -337,8 +326,6 @@ def _curve(src: onnx.ModelProto, best: Candidate | None, tried: list[Candidate],
     pts = [point(c, max_drop, chosen=c is best, speedup=speed.get(i)) for i, c in enumerate(tried)]
     return sorted(pts, key=lambda p: -p.macs_kept)
 
-
-CURVE_TIMING_S = 3.0
 
 
 def _backed_off(config: PruneConfig, mode: str, first: Candidate, best: Candidate, n: int) -> str:

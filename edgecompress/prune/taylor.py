@@ -33,13 +33,12 @@ def taylor_scores(model: onnx.ModelProto, analysis: Analysis, gids: Sequence[int
     """Group id -> per-channel importance (root mean square of the per-sample, per-probe first-order change)."""
     import torch
 
-    from ..distill.onnx_module import OnnxModule
-    from ..distill.recover import check_parity
+    from ..distill.onnx_module import OnnxModule, check_parity
 
     mod = OnnxModule(model)
     check_parity(mod, model, data, "model (taylor criterion)")
     mod.eval()
-    params = {name: mod.params[key] for name, key in mod._names.items() if key in mod.params}
+    params = mod.trainable()
     wanted = {gid: [sl for sl in analysis.groups[gid].slices if sl.kind in KINDS and sl.value in params]
               for gid in gids}
     feeds = data.head(SAMPLES).feeds()

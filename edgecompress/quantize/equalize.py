@@ -90,13 +90,24 @@ def _pairs(model: onnx.ModelProto, inits: dict[str, np.ndarray], result: Equaliz
         yield c1, c2, kind
 
 
-def equalize(model: onnx.ModelProto, *, iterations: int = 6) -> tuple[onnx.ModelProto, EqualizeResult]:
-    """A copy of `model` with cross-layer equalization applied to every eligible Conv pair."""
+def float_copy(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A copy of `model` to rescale, and its float initializers as float32 arrays (edited in place by the caller)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    g = out.graph
-    inits = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in g.initializer
-             if t.data_type == onnx.TensorProto.FLOAT}
+    return out, {t.name: numpy_helper.to_array(t).astype(np.float32) for t in out.graph.initializer
+                 if t.data_type == onnx.TensorProto.FLOAT}
+
+
+def write_back(model: onnx.ModelProto, inits: dict[str, np.ndarray], touched: set[str]) -> None:
+    """Store the edited arrays of the initializers named in `touched` into `model`."""
+    for t in model.graph.initializer:
+        if t.name in touched:
+            t.CopyFrom(numpy_helper.from_array(inits[t.name].astype(np.float32), t.name))
+
+
+def equalize(model: onnx.ModelProto, *, iterations: int = 6) -> tuple[onnx.ModelProto, EqualizeResult]:
+    """A copy of `model` with cross-layer equalization applied to every eligible Conv pair."""
+    out, inits = float_copy(model)
     result = EqualizeResult()
     pairs = list(_pairs(out, inits, result))
     result.pairs = len(pairs)
@@ -120,7 +131,5 @@ def equalize(model: onnx.ModelProto, *, iterations: int = 6) -> tuple[onnx.Model
             else:
                 inits[c2.input[1]] = w2 * s.reshape((-1,) + (1,) * (w2.ndim - 1))
             touched.update((c1.input[1], c2.input[1]))
-    for t in g.initializer:
-        if t.name in touched:
-            t.CopyFrom(numpy_helper.from_array(inits[t.name].astype(np.float32), t.name))
+    write_back(out, inits, touched)
     return out, result
