@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import sys
 
 import click
 
@@ -69,5 +72,30 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def _exit_interrupted() -> None:
+    """Exit 130 at once. A Ctrl-C that hit code run through PyRun_* inside a native library leaves CPython's
+    'unhandled KeyboardInterrupt' flag set even after we handled it, and the interpreter would then end itself
+    by SIGINT at shutdown; everything is cleaned up by now (the stages' context managers have exited)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(130)
+
+
 def main() -> None:
-    cli(prog_name="edgecompress")
+    try:
+        try:
+            cli(prog_name="edgecompress")
+        finally:
+            # the exit status is decided: a Ctrl-C from now on must not turn it into death by SIGINT.
+            # signal.signal() raises a KeyboardInterrupt still pending from native code; it lands below.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        _exit_interrupted()
+    except SystemExit as exc:
+        if exc.code == 130:
+            _exit_interrupted()
+        raise
