@@ -50,6 +50,7 @@ def quantize_cmd(model, calibration, out, target, eval_data, metric, detection, 
     \b
     Defaults give the best result: the target's format and types, timed side by side on this machine,
     the calibration method with the best fidelity, cross-layer equalization for depthwise nets,
+    weight rounding and clipping chosen by each layer's output error,
     transformer fusions before quantizing, fp32 fallback of sensitive nodes to stay within --max-drop.
     Exit 1 if int8 is slower than fp32 here (unless --allow-slower) or the accuracy budget cannot be met.
 
@@ -96,6 +97,8 @@ def _print(result) -> None:
     if r.excluded_nodes:
         t.add_row("fp32 nodes", ", ".join(e["name"] for e in r.excluded_nodes))
     t.add_row("equalization", str(r.equalization.get("reason", "applied" if r.equalization.get("applied") else "-")))
+    if r.rounding:
+        t.add_row("rounding", str(r.rounding.get("reason", "-")))
     t.add_row("size", f"{r.size_mb['fp32']:.2f} MB -> {r.size_mb['int8']:.2f} MB")
     for fb in r.fallbacks:
         t.add_row("fallback", fb)

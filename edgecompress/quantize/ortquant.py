@@ -24,7 +24,7 @@ class Candidate:
     reduce_range: bool = False
     method: str = "minmax"  # calibration method ("runtime" for dynamic)
     equalized: bool = False
-    bias_corrected: bool = False
+    rounded: bool = False  # weights re-rounded / clipped by output error (rounding.py), biases re-centred
     exclude: tuple[str, ...] = ()
 
     @property
@@ -40,8 +40,8 @@ class Candidate:
             base += " reduce-range"
         if self.equalized:
             base += " +CLE"
-        if self.bias_corrected:
-            base += " +bias-correction"
+        if self.rounded:
+            base += " +rounding"
         if self.exclude:
             base += f" ({len(self.exclude)} fp32)"
         return base

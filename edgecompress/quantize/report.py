@@ -22,6 +22,7 @@ class QuantizeReport:
     format_reason: str
     target: str
     equalization: dict[str, Any]
+    rounding: dict[str, Any]  # output-error weight rounding / clipping (rounding.py): layers, held-out SQNR, applied
     excluded_nodes: list[dict[str, Any]]  # [{"name", "reason"}]
     exclusion_speed_cost: float | None  # int8 without exclusions / with (latency ratio); None when no exclusions
     fidelity: dict[str, Any]  # the deciding numbers + "comparison": FidelityReport.to_dict() on the full evaluation set

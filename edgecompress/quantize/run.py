@@ -69,8 +69,9 @@ class _Run:
     tried: list[Tried] = field(default_factory=list)
     calib_stats: dict[str, Any] = field(default_factory=dict)
     caches: dict[tuple[str, bool], Path] = field(default_factory=dict)
-    models: dict[Any, Path] = field(default_factory=dict)  # equalized? / (equalized, "bc") -> fp32 model
+    models: dict[Any, Path] = field(default_factory=dict)  # equalized? / (equalized, "rounded") -> fp32 model
     eq_info: dict[str, Any] = field(default_factory=dict)
+    rounding: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     counter: int = 0
 
@@ -112,7 +113,7 @@ class _Run:
         return t
 
     def model_for(self, cand: Candidate) -> Path:
-        return self.models[(cand.equalized, "bc")] if cand.bias_corrected else self.models[cand.equalized]
+        return self.models[(cand.equalized, "rounded")] if cand.rounded else self.models[cand.equalized]
 
     def cache_for(self, method: str, eq: bool) -> Path:
         key = (method, eq)
@@ -164,7 +165,8 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
         activation_type=c.activation_type if c.mode == "static" else "uint8 (dynamic)",
         weight_type=c.weight_type, per_channel=c.per_channel, reduce_range=c.reduce_range,
         calibrator=c.method if c.mode == "static" else "runtime", calibrator_reason=why.get("method", ""),
-        format_reason=why.get("format", ""), target=tgt.name, equalization=eq, excluded_nodes=excluded,
+        format_reason=why.get("format", ""), target=tgt.name, equalization=eq,
+        rounding={**run.rounding, "applied": c.rounded} if run.rounding else {}, excluded_nodes=excluded,
         exclusion_speed_cost=excl_cost, fidelity=_fidelity_dict(fid), fidelity_data=run.fid_note, speed=speed,
         census=census, calibration=run.calib_stats, candidates=[t.to_dict() for t in run.tried],
         preprocess={"pre_process": run.pre.pre_process, "transformer_fusions": run.pre.transformer_fusions,

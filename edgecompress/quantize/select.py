@@ -9,10 +9,12 @@ from typing import Any
 import onnx
 
 from ..fidelity import better
+from ..onnxgraph.io import load_model
 from ..onnxgraph.timing import time_side_by_side
 from ..targets import is_host_compatible
-from .bias_correction import bias_correct
-from .ortquant import Candidate
+from . import rounding
+from .ortquant import Candidate, run_quantizer
+from .progress import bar
 from .run import EQUAL_SPEED, MATMUL_DOMINATED, Tried, _Run, fallback, finish
 
 
@@ -61,8 +63,7 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
     if len(eqs) > 1:
         run.eq_info["reason"] = ("applied: it improved fidelity" if best.cand.equalized
                                  else "not applied: it did not improve fidelity")
-    if run.eq_info.get("depthwise"):
-        best = _try_bias_correction(run, best)
+    best = _try_rounding(run, best)
     pool = [best]
     if is_host_compatible(run.target) and (cfg.format == "auto" or cfg.activation_type == "auto"):
         fmts = ["qdq", "qoperator"] if cfg.format == "auto" else [cfg.format]
@@ -80,22 +81,49 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
     return pool
 
 
-def _try_bias_correction(run: _Run, best: Tried) -> Tried:
-    """Depthwise nets: correct conv biases for the quantized weights' mean output shift; keep it if it helps."""
-    model, n = bias_correct(run.model_for(best.cand), best.path, run.calib.head(32), threads=run.threads)
-    if not n:
-        run.eq_info["bias_correction"] = "not applied: no conv to correct"
+def _try_rounding(run: _Run, best: Tried) -> Tried:
+    """Re-round and clip every layer's weights by its output error on its real quantized input (rounding.py);
+    keep the result if it improves fidelity on the selection data (held out from calibration)."""
+    cand = best.cand
+    if cand.weight_type != "int8":
+        run.rounding = {"reason": "not tried: weights are not symmetric int8"}
         return best
-    p = run.work / f"bias_corrected_{int(best.cand.equalized)}.onnx"
-    onnx.save(model, str(p))
-    run.models[(best.cand.equalized, "bc")] = p
-    t = run.build(best.cand.with_(bias_corrected=True))
+    rep = rounding.RoundingReport()
+    fp32 = load_model(run.model_for(cand))
+    qdq = best.path
+    if cand.format != "qdq":  # the layer inputs are read from the QDQ form of the same candidate
+        qdq = run_quantizer(run.model_for(cand), run.work / "rounding_probe.onnx", cand.with_(format="qdq"),
+                            run.cache_for(cand.method, cand.equalized))
+    q = load_model(qdq)
+    layers = rounding.find_layers(fp32, q, rep)
+    if not layers:
+        run.rounding = {**rep.to_dict(), "reason": "not tried: no weighted layer with a quantized twin"}
+        return best
+    data = run.calib.head(rounding.SAMPLES)
+    with bar("measuring layer inputs for rounding", data.n) as adv:
+        rounding.collect(fp32, q, layers, data, threads=run.threads, tick=adv)
+    qmax = 64 if cand.reduce_range else 127
+    new = rounding.optimize(fp32, layers, qmax=qmax, per_channel=cand.per_channel, report=rep)
+    run.rounding = rep.to_dict()
+    if not rep.improved:
+        run.rounding["reason"] = "not applied: no layer's held-out error fell"
+        return best
+    p = run.work / f"rounded_{int(cand.equalized)}.onnx"
+    onnx.save(new, str(p))
+    run.models[(cand.equalized, "rounded")] = p
+    t = run.build(cand.with_(rounded=True))
     run.evaluate(t)
+    gain = f"drop {best.fid.drop:.4g} -> {t.fid.drop:.4g}, sqnr {_sqnr(best)} -> {_sqnr(t)} dB"
     if better(t.fid, best.fid):
-        run.eq_info["bias_correction"] = f"applied to {n} conv(s): drop {best.fid.drop:.4g} -> {t.fid.drop:.4g}"
+        run.rounding["reason"] = f"applied to {rep.improved} layer(s): {gain}"
         return t
-    run.eq_info["bias_correction"] = f"not applied: no fidelity gain (drop {best.fid.drop:.4g} -> {t.fid.drop:.4g})"
+    run.rounding["reason"] = f"not applied: no fidelity gain ({gain})"
     return best
+
+
+def _sqnr(t: Tried) -> str:
+    v = t.fid.headline().get("sqnr_db") if t.fid is not None else None
+    return f"{v:.1f}" if v is not None else "-"
 
 
 def _dynamic_pool(run: _Run) -> list[Tried]:
