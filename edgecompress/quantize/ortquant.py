@@ -23,9 +23,10 @@ class Candidate:
     per_channel: bool = True
     reduce_range: bool = False
     method: str = "minmax"  # calibration method ("runtime" for dynamic)
-    equalized: bool = False
+    equalized: bool = False  # built from the pre-pass model: CLE + stream smoothing, or MatMul-input smoothing
     rounded: bool = False  # weights re-rounded / clipped by output error (rounding.py), biases re-centred
     exclude: tuple[str, ...] = ()
+    pre_pass: str = "CLE"  # what `equalized` means in the label
 
     @property
     def label(self) -> str:
@@ -39,7 +40,7 @@ class Candidate:
         if self.reduce_range:
             base += " reduce-range"
         if self.equalized:
-            base += " +CLE"
+            base += f" +{self.pre_pass}"
         if self.rounded:
             base += " +rounding"
         if self.exclude:

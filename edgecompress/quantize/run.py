@@ -125,7 +125,7 @@ class _Run:
                 res = calib_mod.calibrate(model, self.calib, method, self.work, adv, both=both)
             for m, r in res.items():
                 self.caches[(m, eq)] = r.write_cache(self.work / f"ranges_{m}_{int(eq)}.json")
-                self.calib_stats.setdefault(m if not eq else f"{m}+CLE", r.stats())
+                self.calib_stats.setdefault(m if not eq else f"{m}+{self.eq_info.get('pre_pass', 'CLE')}", r.stats())
         return self.caches[key]
 
 
@@ -160,6 +160,9 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
     c = best.cand
     eq = dict(run.eq_info)
     eq["applied"] = c.equalized
+    if eq.get("pre_pass") == "smooth" and eq.get("smoothed_inputs"):
+        eq["reason"] = ("MatMul inputs smoothed: the +smooth candidate won" if c.equalized
+                        else "MatMul inputs smoothed, but the +smooth candidate did not win")
     report = QuantizeReport(
         mode=c.mode, mode_reason=why.get("mode", ""), format=c.format if c.mode == "static" else "operator",
         activation_type=c.activation_type if c.mode == "static" else "uint8 (dynamic)",

@@ -47,7 +47,7 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
     methods = ["minmax", "histogram"] if cfg.method == "auto" else [cfg.method]
     eqs = [False, True] if True in run.models else [False]
     base = Candidate("static", fmt0, act0, prefs.weight_type, per_channel, prefs.reduce_range, methods[0], False,
-                     cfg.exclude)
+                     cfg.exclude, pre_pass=_pre_pass(run))
     stage_a = []
     for eq in eqs:
         for m in methods:
@@ -56,7 +56,7 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
             stage_a.append(t)
     best = _best(stage_a)
     if len(methods) > 1:
-        drops = ", ".join(f"{t.cand.method}{'+CLE' if t.cand.equalized else ''}: {t.fid.drop:.4g}" for t in stage_a)
+        drops = ", ".join(f"{t.cand.method}{'+' + t.cand.pre_pass if t.cand.equalized else ''}: {t.fid.drop:.4g}" for t in stage_a)
         why["method"] = f"best fidelity on {run.sel.n} samples (drop: {drops})"
     else:
         why["method"] = f"--method {cfg.method}"
@@ -130,12 +130,17 @@ def _dynamic_pool(run: _Run) -> list[Tried]:
     cfg, prefs = run.cfg, run.target.quantization
     pcs = [cfg.per_channel] if cfg.per_channel is not None else [True, False]
     pool = []
-    for pc in pcs:
-        t = run.build(Candidate("dynamic", "qoperator", "uint8", "int8", pc, prefs.reduce_range, "runtime", False,
-                                cfg.exclude))
-        run.evaluate(t)
-        pool.append(t)
+    for eq in [False, True] if True in run.models else [False]:
+        for pc in pcs:
+            t = run.build(Candidate("dynamic", "qoperator", "uint8", "int8", pc, prefs.reduce_range, "runtime", eq,
+                                    cfg.exclude, pre_pass=_pre_pass(run)))
+            run.evaluate(t)
+            pool.append(t)
     return pool
+
+
+def _pre_pass(run: _Run) -> str:
+    return str(run.eq_info.get("pre_pass", "CLE"))
 
 
 def _pick(run: _Run, pool: list[Tried], why: dict[str, str]) -> Tried:

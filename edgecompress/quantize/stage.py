@@ -27,9 +27,10 @@ from .config import QuantizeConfig
 from .equalize import equalize, has_depthwise
 from .preprocess import check_has_compute, check_not_quantized, prepare
 from .report import QuantizeReport
-from .run import _Run
+from .run import MATMUL_DOMINATED, _Run
 from .select import choose
 from .smooth import smooth_streams
+from .smooth_inputs import smooth_matmul_inputs
 
 SLOWER = 0.97  # int8 below 0.97x fp32 counts as slower (within 3 %: measurement noise on a shared machine)
 
@@ -163,6 +164,15 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
         run.eq_info = {"depthwise": depthwise, "pairs": 0, "skipped": {}, "applied": False,
                        "reason": "no depthwise convolutions" if not depthwise else "dynamic mode"}
     share = _matmul_share(model)
+    if not depthwise and share >= MATMUL_DOMINATED:
+        sm_model, si = smooth_matmul_inputs(pre_model, run.calib.feeds(), threads=run.threads)
+        run.eq_info.update(pre_pass="smooth", smoothed_inputs=si.tensors, smoothed_layers=si.layers,
+                           smooth_skipped=si.skipped)
+        if si.changed:
+            p = run.work / "smoothed.onnx"
+            onnx.save(sm_model, str(p))
+            run.models[True] = p
+            run.eq_info["reason"] = "MatMul inputs smoothed (tried as the +smooth candidate)"
     return choose(run, share)
 
 
