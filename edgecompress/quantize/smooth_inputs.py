@@ -13,7 +13,7 @@ data. It is tried as a candidate ("+smooth") for MatMul-dominated graphs and kep
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -22,6 +22,7 @@ from onnx import helper, numpy_helper
 from ..onnxgraph.census import attr
 from ..onnxgraph.extra_outputs import session_with_outputs
 from .equalize import float_copy, write_back
+from .smooth import SmoothResult
 
 ALPHA = 0.8  # zoo MiniLM, dynamic per-channel int8, score sentences, embedding SQNR: 0.5 19.7 dB, 0.8 25.0,
 # 0.9 24.7, 1.0 23.9 (none: 21.5)
@@ -29,14 +30,10 @@ MAX_SCALE = 1e2
 
 
 @dataclass
-class InputSmoothResult:
-    tensors: int = 0
-    layers: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
+class InputSmoothResult(SmoothResult):
+    """`streams`: the smoothed input tensors; `layers`: the MatMul/Gemm layers reading them."""
 
-    @property
-    def changed(self) -> bool:
-        return self.tensors > 0
+    layers: int = 0
 
 
 def _row_view(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray | None:
@@ -115,7 +112,7 @@ def smooth_matmul_inputs(model: onnx.ModelProto, feeds: Iterable[dict[str, np.nd
                 inits[n.input[1]] = w * s[:, None]
             touched.add(n.input[1])
             n.input[0] = smoothed
-        result.tensors += 1
+        result.streams += 1
         result.layers += len(layers)
     write_back(out, inits, touched)
     _insert_after_producers(out.graph, added)

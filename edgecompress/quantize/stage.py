@@ -166,7 +166,7 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
     share = _matmul_share(model)
     if not depthwise and share >= MATMUL_DOMINATED:
         sm_model, si = smooth_matmul_inputs(pre_model, run.calib.feeds(), threads=run.threads)
-        run.eq_info.update(pre_pass="smooth", smoothed_inputs=si.tensors, smoothed_layers=si.layers,
+        run.eq_info.update(pre_pass="smooth", smoothed_inputs=si.streams, smoothed_layers=si.layers,
                            smooth_skipped=si.skipped)
         if si.changed:
             p = run.work / "smoothed.onnx"

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import numpy_helper
-from quantize_helpers import export
+from quantize_helpers import export, train
 from torch import nn
 
 from edgecompress.data import load_data
@@ -75,17 +75,9 @@ def test_fit_never_loses_to_round_to_nearest_and_keeps_the_scale():
 
 def _trained_net() -> nn.Module:
     torch.manual_seed(0)
-    z = np.load(Path(__file__).resolve().parents[2] / "calibration_data" / "mnist_train.npz")
-    x, y = torch.tensor(z["input"][:2000]), torch.tensor(z["labels"][:2000])
     net = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 1, 1, groups=8), nn.ReLU(),
                         nn.Conv2d(8, 16, 1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 14 * 14, 10))
-    opt = torch.optim.Adam(net.parameters(), 1e-2)
-    for i in range(0, len(x), 50):
-        loss = nn.functional.cross_entropy(net(x[i:i + 50]), y[i:i + 50])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+    return train(net, n=2000, epochs=1)
 
 
 def test_rounded_int8_is_closer_to_fp32_on_held_out_data(mnist_small, tmp_path, monkeypatch):
