@@ -8,6 +8,7 @@ from typing import Any
 
 import onnx
 
+from ..errors import EdgecompressError
 from ..fidelity import better
 from ..onnxgraph.io import load_model
 from ..onnxgraph.timing import time_side_by_side
@@ -83,18 +84,27 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
 
 def _try_rounding(run: _Run, best: Tried) -> Tried:
     """Re-round and clip every layer's weights by its output error on its real quantized input (rounding.py);
-    keep the result if it improves fidelity on the selection data (held out from calibration)."""
+    keep the result if it improves fidelity on the selection data (held out from calibration). An
+    improvement, never a requirement: if it cannot run on this graph, the plain candidate goes on."""
+    try:
+        return _rounded(run, best)
+    except EdgecompressError as exc:
+        run.rounding = {"reason": f"not applied: {exc.message}"}
+        return best
+
+
+def _rounded(run: _Run, best: Tried) -> Tried:
     cand = best.cand
     if cand.weight_type != "int8":
         run.rounding = {"reason": "not tried: weights are not symmetric int8"}
         return best
     rep = rounding.RoundingReport()
-    fp32 = load_model(run.model_for(cand))
+    fp32 = load_model(run.model_for(cand), check=False)
     qdq = best.path
     if cand.format != "qdq":  # the layer inputs are read from the QDQ form of the same candidate
         qdq = run_quantizer(run.model_for(cand), run.work / "rounding_probe.onnx", cand.with_(format="qdq"),
                             run.cache_for(cand.method, cand.equalized))
-    q = load_model(qdq)
+    q = load_model(qdq, check=False)  # ORT's raw output: subgraph order is repaired only on the final model
     layers = rounding.find_layers(fp32, q, rep)
     if not layers:
         run.rounding = {**rep.to_dict(), "reason": "not tried: no weighted layer with a quantized twin"}
