@@ -68,6 +68,9 @@ def test_sigint_is_clean(world, tmp_path, command):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     lines = [ln for ln in err.splitlines() if ln.strip()]
+    if proc.returncode == 0:  # the signal landed after the work was done (the exit status was decided): kept
+        assert "Traceback" not in err and any(rd.out.iterdir()), err[-2000:]
+        pytest.skip(f"{command} finished before the interrupt landed")
     assert proc.returncode in (130, 1, 2), err[-2000:]
     assert "Traceback" not in err, err[-3000:]
     assert lines and lines[-1].lower().startswith("error:"), err[-2000:]
