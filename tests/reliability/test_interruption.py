@@ -53,8 +53,11 @@ def test_sigint_is_clean(world, tmp_path, command):
     if command == "package":  # long enough to be interrupted: time the model many times
         argv += ["--measure-latency", "--latency-runs", "100000"]
     before = snapshot(world.inputs, rd.base)
+    # a shell runs background jobs with SIGINT ignored, and children inherit that: give the command the default
+    # disposition, as a terminal would, so that Ctrl-C reaches it however the test suite was started
     proc = subprocess.Popen(cli_cmd(argv), cwd=rd.cwd, env=cli_env(rd.tmp), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # wait until the stage is past its imports (python start-up can be slow on a loaded machine)
     deadline = time.monotonic() + 120
     time.sleep(2.0)
