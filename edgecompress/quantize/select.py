@@ -111,7 +111,7 @@ def _rounded(run: _Run, best: Tried) -> Tried:
         return best
     data = run.calib.head(rounding.SAMPLES)
     with bar("measuring layer inputs for rounding", data.n) as adv:
-        rounding.collect(fp32, q, layers, data, threads=run.threads, tick=adv)
+        rounding.collect(q, layers, data, threads=run.threads, tick=adv)
     qmax = 64 if cand.reduce_range else 127
     new = rounding.optimize(fp32, layers, qmax=qmax, per_channel=cand.per_channel, report=rep)
     run.rounding = rep.to_dict()

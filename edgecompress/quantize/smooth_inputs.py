@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..onnxgraph.census import attr
+from ..onnxgraph.census import attr, consumers
 from ..onnxgraph.extra_outputs import session_with_outputs
 from .equalize import float_copy, write_back
 from .smooth import SmoothResult
@@ -48,16 +48,13 @@ def _row_view(node: onnx.NodeProto, w: np.ndarray) -> np.ndarray | None:
 
 
 def _readers(model: onnx.ModelProto, inits: dict[str, np.ndarray], result: InputSmoothResult):
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
+    readers = consumers(model.graph)
     out: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
         if n.op_type not in ("MatMul", "Gemm") or len(n.input) < 2 or n.input[1] not in inits \
                 or n.input[0] in inits:
             continue
-        if uses[n.input[1]] != 1:
+        if len(readers[n.input[1]]) != 1:
             result.skipped["weight shared"] = result.skipped.get("weight shared", 0) + 1
             continue
         if _row_view(n, inits[n.input[1]]) is None:

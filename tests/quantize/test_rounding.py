@@ -45,7 +45,7 @@ def test_patches_times_weight_is_ortss_conv(tmp_path, groups, stride, pad, dil):
     node = next(n for n in m.graph.node if n.op_type == "Conv")
     w = next(numpy_helper.to_array(t) for t in m.graph.initializer if t.name == node.input[1])
     b = next(numpy_helper.to_array(t) for t in m.graph.initializer if t.name == node.input[2])
-    L = R.Layer("c", "Conv", "x", "x", node.input[1], node.input[2], tuple(w.shape), groups, (3, 3),
+    L = R.Layer("c", "Conv", "x", node.input[1], node.input[2], tuple(w.shape), groups, (3, 3),
                 (stride, stride), (pad,) * 4, (dil, dil))
     pt = R.patches(L, x, None)  # (g, N*P, d)
     got = np.matmul(pt, np.swapaxes(R._rows(L, w.astype(np.float64)), 1, 2))  # (g, N*P, rows)
@@ -60,8 +60,8 @@ def test_fit_never_loses_to_round_to_nearest_and_keeps_the_scale():
     w[0, 0, 3] = 6.0  # an outlier weight: clipping that channel can pay
     x = rng.normal(size=(g, n, d)) * np.linspace(0.2, 2.0, d)
     xq = x + rng.normal(scale=0.05, size=x.shape)
-    lay = R.Layer("l", "Gemm", "x", "xq", "w", None, (d, r), 1)
-    R.accumulate(lay, 0, x.astype(np.float32), xq.astype(np.float32))
+    lay = R.Layer("l", "Gemm", "xq", "w", None, (d, r), 1)
+    R.accumulate(lay, 0, xq.astype(np.float32))
     m = lay.moments[0]
     v, delta, _ = R.fit(m, w, 127, per_channel=True)
     rtn = R._rtn(w, 127, True)
@@ -92,7 +92,7 @@ def test_rounded_int8_is_closer_to_fp32_on_held_out_data(mnist_small, tmp_path, 
     rep = R.RoundingReport()
     layers = R.find_layers(fp32, onnx.load(str(q0)), rep)
     assert len(layers) == 4, rep.skipped
-    R.collect(fp32, onnx.load(str(q0)), layers, calib, threads=1)
+    R.collect(onnx.load(str(q0)), layers, calib, threads=1)
     new = R.optimize(fp32, layers, qmax=127, per_channel=True, report=rep)
     assert rep.improved >= 1 and rep.error_db_after > rep.error_db_before, rep.to_dict()
     onnx.save(new, str(tmp_path / "rounded.onnx"))
