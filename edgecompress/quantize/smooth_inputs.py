@@ -22,11 +22,10 @@ from onnx import helper, numpy_helper
 from ..onnxgraph.census import attr, consumers
 from ..onnxgraph.extra_outputs import session_with_outputs
 from .equalize import float_copy, write_back
-from .smooth import SmoothResult
+from .smooth import SmoothResult, smoothing_scales
 
 ALPHA = 0.8  # zoo MiniLM, dynamic per-channel int8, score sentences, embedding SQNR: 0.5 19.7 dB, 0.8 25.0,
 # 0.9 24.7, 1.0 23.9 (none: 21.5)
-MAX_SCALE = 1e2
 
 
 @dataclass
@@ -93,11 +92,9 @@ def smooth_matmul_inputs(model: onnx.ModelProto, feeds: Iterable[dict[str, np.nd
             continue
         ax = amax[t]
         aw = np.max([np.abs(r).max(axis=1) for r in rows], axis=0)
-        ok = (ax > 1e-12) & (aw > 1e-12)
-        if not ok.any():
+        s, live = smoothing_scales(ax, aw, alpha)
+        if not live:
             continue
-        s = np.where(ok, np.where(ok, ax, 1.0) ** alpha / np.where(ok, aw, 1.0) ** (1 - alpha), 1.0)
-        s = np.clip(s / np.exp(np.log(s[ok]).mean()), 1 / MAX_SCALE, MAX_SCALE).astype(np.float32)
         inv, smoothed = f"{t}_smooth_inv", f"{t}_smoothed"
         out.graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), inv))
         added.append((t, helper.make_node("Mul", [t, inv], [smoothed], name=f"{t}_smooth")))
