@@ -23,17 +23,24 @@ class ResidualBlock(nn.Module):
         return torch.relu(x + self.bn2(self.conv2(y)))
 
 
+def _stage(channels: int, blocks: int) -> nn.Module:
+    """One residual block (the original layout, whose state_dict keys the shipped weights use) or a stack."""
+    if blocks == 1:
+        return ResidualBlock(channels)
+    return nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
+
+
 class MnistResNet(nn.Module):
     """stem -> [block] -> downsample -> [block] -> GAP -> fc."""
 
-    def __init__(self, width: int = 32, num_classes: int = 10, in_channels: int = 1) -> None:
+    def __init__(self, width: int = 32, num_classes: int = 10, in_channels: int = 1, blocks: int = 1) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU())
-        self.layer1 = ResidualBlock(width)
+        self.layer1 = _stage(width, blocks)
         self.down = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
                                   nn.BatchNorm2d(2 * width), nn.ReLU())
-        self.layer2 = ResidualBlock(2 * width)
+        self.layer2 = _stage(2 * width, blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2 * width, num_classes)
 
@@ -64,6 +71,12 @@ def teacher() -> nn.Module:
 
 def student() -> nn.Module:
     return MnistStudent(width=8)
+
+
+def teacher_deep() -> nn.Module:
+    """The built-in demo's teacher: width 48, two residual blocks per stage (459k parameters, 139 M MACs). Its
+    weights, examples/weights/mnist_teacher.pt, come from scripts/train_demo_teacher.py (seed 0)."""
+    return MnistResNet(width=48, blocks=2)
 
 
 def digits_teacher() -> nn.Module:

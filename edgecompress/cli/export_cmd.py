@@ -27,12 +27,15 @@ from .common import console, handle_errors, json_option, show_result
 @click.option("--data-samples", type=int, default=16, show_default=True, help="At most this many --data samples checked.")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "torchscript"]), default="auto", show_default=True,
               help="auto: dynamo, falling back to TorchScript with a notice.")
+@click.option("--debug-metadata", is_flag=True,
+              help="Keep the exporter's per-node metadata (stack traces, module paths); dropped by default.")
 @json_option
 @click.pass_context
 @handle_errors
 def export_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], out: str | None, weights: str | None,
                opset: int | None, dynamic: tuple[str, ...], output_names: tuple[str, ...], data: str | None,
-               tolerance: float, samples: int, data_samples: int, exporter: str, as_json: bool) -> None:
+               tolerance: float, samples: int, data_samples: int, exporter: str, debug_metadata: bool,
+               as_json: bool) -> None:
     """Export a PyTorch model to ONNX, then check it in ONNX Runtime against PyTorch, output by output.
 
     MODEL is path/file.py:factory, package.module:factory (the factory returns an nn.Module), a saved
@@ -51,7 +54,8 @@ def export_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], out: str
     if not out:
         raise ConfigError("--out FILE.onnx is required")
     cfg = ExportConfig(inputs=inputs, weights=weights, opset=opset, dynamic=dynamic, output_names=output_names,
-                       tolerance=tolerance, samples=samples, data_samples=data_samples, exporter=exporter)
+                       tolerance=tolerance, samples=samples, data_samples=data_samples, exporter=exporter,
+                       debug_metadata=debug_metadata)
     c = console()
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     try:

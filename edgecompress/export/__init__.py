@@ -154,11 +154,13 @@ def _validate_and_write(*, proto_path: Path, out: Path, config: ExportConfig, mo
     from ..onnxgraph.census import count_params
     from ..onnxgraph.io import check_model, opset_version, output_specs
     from ..onnxgraph.runtime import make_session
-    from .names import fix_duplicate_names
+    from .names import fix_duplicate_names, strip_node_metadata
 
     for n in notices:
         say(f"notice: {n}")
     proto = onnx.load(str(proto_path))
+    if not config.debug_metadata:
+        strip_node_metadata(proto)
     fixes = fix_duplicate_names(proto.graph)
     for f in fixes:
         say(f"fixed: {f}")

@@ -106,14 +106,15 @@ def render(m: dict[str, Any], *, points: list[dict[str, Any]], sensitivity: list
     figs = []
     sz = [(p["size_mb"], p["accuracy"], p["label"], p["kind"] == "release") for p in points
           if p.get("size_mb") is not None and p.get("accuracy") is not None]
-    figs.append(_figure("Size vs accuracy across the lineage", svgplot.scatter(
-        sz, title="size vs accuracy", xlabel="model size (MB)", ylabel="top-1 accuracy"),
-        "" if sz else "needs accuracy per variant (eval data with labels) and sizes"))
+    front = "green line: the Pareto front (no variant is both smaller/faster and more accurate than a point on it)"
+    figs.append(_figure("Size vs accuracy across the lineage (Pareto)", svgplot.scatter(
+        sz, title="size vs accuracy", xlabel="model size (MB)", ylabel="top-1 accuracy", front=True),
+        front if sz else "needs accuracy per variant (eval data with labels) and sizes"))
     lt = [(p["p90_ms"], p["accuracy"], p["label"], p["kind"] == "release") for p in points
           if p.get("p90_ms") is not None and p.get("accuracy") is not None]
-    figs.append(_figure("p90 latency vs accuracy across the lineage", svgplot.scatter(
-        lt, title="latency vs accuracy", xlabel="p90 latency (ms)", ylabel="top-1 accuracy"),
-        "" if lt else "needs latency per variant (a bench report) and accuracy"))
+    figs.append(_figure("p90 latency vs accuracy across the lineage (Pareto)", svgplot.scatter(
+        lt, title="latency vs accuracy", xlabel="p90 latency (ms)", ylabel="top-1 accuracy", front=True),
+        front if lt else "needs latency per variant (a bench report) and accuracy"))
     marks = {k: lat_ms[k] for k in ("p50", "p90", "p99") if k in lat_ms}
     if latency_samples:
         figs.append(_figure("Latency CDF (release model)", svgplot.cdf(

@@ -85,8 +85,20 @@ def _svg(title: str, body: list[str], height: int = H) -> str:
             + "".join(body) + "</svg>")
 
 
-def scatter(points: list[tuple[float, float, str, bool]], *, title: str, xlabel: str, ylabel: str) -> str:
-    """points: (x, y, label, highlight). Points are joined in order (the lineage path)."""
+def pareto_front(points: list[tuple[float, float, str, bool]]) -> list[tuple[float, float, str, bool]]:
+    """The points no other point beats on both axes (smaller-or-equal x with higher y, or smaller x with equal
+    y): the best accuracy to be had at each size / latency. Sorted by x."""
+    front = []
+    for p in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or p[1] > front[-1][1]:
+            front.append(p)
+    return front
+
+
+def scatter(points: list[tuple[float, float, str, bool]], *, title: str, xlabel: str, ylabel: str,
+            front: bool = False) -> str:
+    """points: (x, y, label, highlight). Points are joined in order (the lineage path); with `front`, the Pareto
+    front (lower x, higher y is better) is drawn as a solid green step line."""
     if not points:
         return placeholder(title, "no data")
     ys = [p[1] for p in points]
@@ -96,6 +108,13 @@ def scatter(points: list[tuple[float, float, str, bool]], *, title: str, xlabel:
     if len(points) > 1:
         path = " ".join(f"{_f(ax.x(x))},{_f(ax.y(y))}" for x, y, _, _ in points)
         body.append(f'<polyline points="{path}" fill="none" stroke="#94a3b8" stroke-dasharray="4 3"/>')
+    if front and len(points) > 1:
+        pf = pareto_front(points)
+        steps = [f"{_f(ax.x(pf[0][0]))},{_f(ax.y(pf[0][1]))}"]
+        for (_, y0, _, _), (x, y, _, _) in zip(pf, pf[1:], strict=False):  # a step: across at the old accuracy, then up
+            steps += [f"{_f(ax.x(x))},{_f(ax.y(y0))}", f"{_f(ax.x(x))},{_f(ax.y(y))}"]
+        body.append(f'<polyline points="{" ".join(steps)}" fill="none" stroke="#16a34a" stroke-width="2" '
+                    f'opacity="0.7"><title>Pareto front</title></polyline>')
     merged: list[list] = []  # points drawn within a few pixels share one marker and one label
     for x, y, label, hl in points:
         near = next((m for m in merged if abs(ax.x(m[0]) - ax.x(x)) < 8 and abs(ax.y(m[1]) - ax.y(y)) < 8), None)

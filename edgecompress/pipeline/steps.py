@@ -85,6 +85,8 @@ class State:
 
     @property
     def baseline(self) -> ModelArtifact | None:
+        """The model every other is compared with: the exported teacher when the chain distils, else the first
+        ONNX model (the export or the recipe's .onnx)."""
         return self.onnx[0] if self.onnx else None
 
     def apply(self, stage: str, record: dict[str, Any], folder: Path) -> None:
@@ -95,6 +97,9 @@ class State:
                                        config=record.get("config", {}), metrics=record.get("metrics", {}))
             self.artifacts.append(self.model)
         extra = record.get("extra", {})
+        if stage == "export" and extra.get("teacher"):
+            teacher = ModelArtifact(path=folder / extra["teacher"], format="onnx", stage="teacher")
+            self.artifacts.insert(len(self.artifacts) - 1, teacher)  # before the student: the baseline
         if stage == "train":
             self.trained = folder / art["file"]
         elif stage == "bench":
@@ -260,6 +265,16 @@ class ExportStep(Step):
             return state.recipe.model.source, str(art.path)
         return state.recipe.model.source, None
 
+    def teacher(self, state: State) -> tuple[str, str | None] | None:
+        """(SPEC, weights) of the distill stage's teacher when the chain distils: it is exported beside the
+        student, so that bench times it in the same interleaved run and the summary and the package compare
+        every model against it (the baseline a user replaces)."""
+        dcfg = state.recipe.config("distill")
+        if dcfg is None:
+            return None
+        dcfg = STEPS["distill"].wire(dcfg, state)
+        return dcfg.teacher, dcfg.teacher_weights
+
     def wire(self, cfg, state):
         _, weights = self.torch_model(state)
         if state.model is not None and state.model.stage in ("train", "distill") and cfg.weights != weights:
@@ -271,14 +286,24 @@ class ExportStep(Step):
         model, _ = self.torch_model(state)
         d["source"] = state.path_hash(model) if Path(model).is_file() else source_hash(model)
         d["weights"] = state.path_hash(cfg.weights)
+        teacher = self.teacher(state)
+        if teacher is not None:
+            d["teacher"] = [source_hash(teacher[0]), state.path_hash(teacher[1])]
         return d
 
     def run(self, cfg, state, work, say):
         model, _ = self.torch_model(state)
         result = stage_function("export")(model, cfg, out=work / "model.onnx", data=_data(state, "calibration"),
                                           progress=say)
+        extra: dict[str, Any] = {}
+        teacher = self.teacher(state)
+        if teacher is not None:
+            say("exporting the teacher (the baseline every model is compared with)")
+            t = stage_function("export")(teacher[0], dataclasses.replace(cfg, weights=teacher[1]),
+                                         out=work / "teacher.onnx", data=_data(state, "calibration"))
+            extra["teacher"] = _into(work, t.artifact.path)
         return StepOutput(file=_into(work, result.artifact.path), report=_report(result.report),
-                          metrics=dict(result.artifact.metrics))
+                          metrics=dict(result.artifact.metrics), extra=extra)
 
 
 class OnnxStep(Step):

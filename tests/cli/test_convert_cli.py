@@ -91,8 +91,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     r = CliRunner().invoke(cli, ["convert", "--dry-run", "--json", "--out", str(out)])  # the demo
     assert r.exit_code == 0, r.output
     plan = json.loads(r.stdout)
-    assert [s["stage"] for s in plan["stages"]] == ["train", "distill", "export", "prune", "quantize", "bench",
-                                                    "package"]
+    assert [s["stage"] for s in plan["stages"]] == ["distill", "export", "prune", "quantize", "bench", "package"]
     assert all(s["status"] in ("run", "pending") for s in plan["stages"])
 
 

@@ -111,3 +111,22 @@ def test_output_name_colliding_with_internal_value_is_fixed(tmp_path):
     assert rep.outputs[0]["name"] == "linear" and rep.max_error_rel_to_scale <= 1e-4
     sess = ort.InferenceSession(str(res.artifact.path))
     assert [o.name for o in sess.get_outputs()] == ["linear"]
+
+
+def test_exporter_debug_metadata_is_dropped_unless_asked(tmp_path):
+    """The dynamo exporter writes stack traces and module paths into every node (~1.8 kB each); the export
+    drops them by default (same outputs, smaller file) and keeps them with debug_metadata."""
+    import onnxruntime as ort
+
+    spec = "examples/mnist_models.py:student_small"
+    lean = export(spec, ExportConfig(inputs=("input:1x1x28x28",), exporter="dynamo"), out=tmp_path / "lean.onnx")
+    full = export(spec, ExportConfig(inputs=("input:1x1x28x28",), exporter="dynamo", debug_metadata=True),
+                  out=tmp_path / "full.onnx")
+    a, b = onnx.load(str(lean.artifact.path)), onnx.load(str(full.artifact.path))
+    assert not any(n.metadata_props for n in a.graph.node)
+    assert sum(len(n.metadata_props) for n in b.graph.node) >= len(b.graph.node)
+    assert lean.report.size_bytes < 0.8 * full.report.size_bytes
+    x = np.random.default_rng(0).standard_normal((1, 1, 28, 28), dtype=np.float32)
+    outs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+            for p in (lean.artifact.path, full.artifact.path)]
+    np.testing.assert_array_equal(outs[0], outs[1])

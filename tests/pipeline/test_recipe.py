@@ -155,8 +155,11 @@ def test_torch_stage_on_onnx_source_is_refused(tmp_path):
 
 def test_demo_recipe_is_valid():
     r = demo_recipe()
-    assert r.stage_names == ("train", "distill", "export", "prune", "quantize", "bench", "package")
-    assert r.config("distill").teacher.endswith("examples/mnist_models.py:teacher")  # filled from [model]
+    assert r.stage_names == ("distill", "export", "prune", "quantize", "bench", "package")
+    d = r.config("distill")
+    assert d.teacher.endswith("examples/mnist_models.py:teacher_deep")  # filled from [model]
+    assert Path(d.teacher_weights).is_file() and d.teacher_weights.endswith("examples/weights/mnist_teacher.pt")
+    assert not r.config("quantize").allow_slower
 
 
 def test_dump_recipe_has_every_key_and_parses_back(tmp_path):
