@@ -22,14 +22,15 @@ from .common import console, handle_errors, json_option, show_result
 @click.option("--data", required=True, metavar="DATA", help="Training feeds (.npz, folder, module:function) with labels.")
 @click.option("--val", default=None, metavar="DATA", help="Validation feeds; default: a fixed split of --data.")
 @click.option("--out", required=True, metavar="FILE", help="Student checkpoint to write (e.g. student.pt).")
-@click.option("--epochs", default=10, show_default=True, type=int)
+@click.option("--epochs", default=40, show_default=True, type=int,
+              help="Training epochs (best epoch kept by val; the default is measured, docs/distill.md).")
 @click.option("--batch-size", default=64, show_default=True, type=int)
 @click.option("--lr", default=3e-3, show_default=True, type=float)
 @click.option("--optimizer", default="adamw", show_default=True, type=click.Choice(["adamw", "sgd"]))
 @click.option("--weight-decay", default=1e-4, show_default=True, type=float)
 @click.option("--warmup-epochs", default=0, show_default=True, type=int)
 @click.option("--temperature", default=4.0, show_default=True, type=float, help="KD temperature T.")
-@click.option("--alpha", default=0.5, show_default=True, type=float,
+@click.option("--alpha", default=0.9, show_default=True, type=float,
               help="Weight of the KD term; 1 - alpha weighs cross-entropy on labels (1 = soft targets only).")
 @click.option("--loss", default="kd", show_default=True, type=click.Choice(["kd", "cosine", "mse"]),
               help="kd: logits; cosine/mse: embedding models.")
@@ -51,6 +52,9 @@ from .common import console, handle_errors, json_option, show_result
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT.state.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--max-samples", default=None, type=int, help="Use only the first N training samples.")
+@click.option("--compare-scratch", is_flag=True,
+              help="Also train the same student on hard labels only (same start, budget, data) and report the KD "
+                   "gain; doubles the time.")
 @json_option
 @handle_errors
 def distill_cmd(as_json: bool, no_amp: bool, data: str, val: str | None, out: str, **opts) -> None:
@@ -85,10 +89,18 @@ def _print(result, out: str) -> None:
         table.add_column(col)
     table.add_row("teacher", f"{rep.teacher['params']:,}", f"{rep.teacher['macs']:,}", f"{rep.teacher_val_metric:.4f}")
     table.add_row("student", f"{rep.student['params']:,}", f"{rep.student['macs']:,}", f"{rep.val_metric:.4f}")
+    if rep.scratch:
+        table.add_row("student, hard labels only", f"{rep.student['params']:,}", f"{rep.student['macs']:,}",
+                      f"{rep.scratch[rep.metric]:.4f}")
     if rep.qat:
         table.add_row("student int8 (ORT)", "", "", f"{rep.qat.get('int8_val_metric', float('nan')):.4f}")
     console().print(table)
     console().print(f"best epoch {rep.best_epoch}/{rep.epochs}, {rep.seconds:.1f} s" +
                     (f"; resumed at epoch {rep.resumed_from_epoch + 1}" if rep.resumed_from_epoch is not None else ""))
+    if rep.scratch:
+        gain = 100 * rep.scratch["kd_gain"]
+        console().print(f"KD gain over the same student trained on hard labels only: {gain:+.2f} pt of val "
+                        f"{rep.metric} ({rep.val_metric:.4f} vs {rep.scratch[rep.metric]:.4f}, {rep.data['val']} "
+                        "val samples)" + (": distillation did not help here" if gain < 0 else ""))
     for note in rep.notes:
         console().print(f"note: {note}")

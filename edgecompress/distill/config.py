@@ -49,7 +49,7 @@ class DistillConfig:
     student_weights: str | None = None
     student_from_teacher: str | None = None
     student_from_pruned: str | None = None
-    epochs: int = 10
+    epochs: int = 40  # measured: bench/kd_gain.py, docs/distill.md "Defaults"
     batch_size: int = 64
     lr: float = 3e-3
     optimizer: str = "adamw"
@@ -57,7 +57,7 @@ class DistillConfig:
     momentum: float = 0.9
     warmup_epochs: int = 0
     temperature: float = 4.0
-    alpha: float = 0.5
+    alpha: float = 0.9
     loss: str = "kd"
     feature_kd: tuple[str, ...] = ()
     feature_weight: float = 1.0
@@ -75,6 +75,9 @@ class DistillConfig:
     deterministic: bool = True
     max_samples: int | None = None
     num_classes: int | None = field(default=None)
+    # also train the same student (same initial weights, budget, data, augmentation) on hard labels only
+    # (alpha 0, no feature hints) and report the measured KD gain; doubles the training time
+    compare_scratch: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.teacher, str) or ":" not in self.teacher:
@@ -124,6 +127,11 @@ class DistillConfig:
             v = getattr(self, name)
             if not _num(v) or v < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not isinstance(self.compare_scratch, bool):
+            raise ConfigError(f"compare_scratch must be true or false, got {self.compare_scratch!r}")
+        if self.compare_scratch and self.loss != "kd":
+            raise ConfigError(f"compare_scratch needs loss kd (a scratch run trains on hard labels); got loss "
+                              f"{self.loss!r}")
         if not _num(self.momentum) or not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not _num(self.alpha) or not 0 <= self.alpha <= 1:

@@ -36,6 +36,7 @@ class DistillReport:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int | None = None
     qat: dict[str, Any] | None = None
+    scratch: dict[str, Any] | None = None  # compare_scratch: the same student on hard labels only, and the gain
     device: str = "cpu"
     world_size: int = 1
     notes: list[str] = field(default_factory=list)
@@ -78,6 +79,7 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
 
         student, derived, definition, student_notes = _make_student(cfg, teacher, train)
         notes.extend(student_notes)
+        init_state = {k: v.detach().clone() for k, v in student.state_dict().items()} if cfg.compare_scratch else None
         s_names = input_names(student)
         if len(s_names) != len(names):
             raise ModelError(f"teacher takes inputs {names} but student takes {s_names}; they must take the same "
@@ -94,6 +96,9 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
                 cfg = dataclasses.replace(cfg, alpha=1.0)
         elif train.labels is not None:
             notes.append(f"labels are not used by the {cfg.loss} embedding loss")
+        if cfg.compare_scratch and (train.labels is None or valset.labels is None):
+            raise ConfigError("compare_scratch trains the student on hard labels: the training and validation data "
+                              "need a 'labels' key", hint="drop --compare-scratch, or give labelled data")
 
         t_params, s_params = count_params(teacher), count_params(student)
         t_macs, s_macs = count_macs(teacher, train.inputs), count_macs(student, train.inputs)
@@ -125,6 +130,12 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
                 pt2 = _save_pt2(student, train, out, notes)
                 if pt2 is not None:
                     outputs["pt2"] = str(pt2)
+        scratch = None
+        if cfg.compare_scratch:
+            scratch = _scratch_run(cfg, teacher, train, valset, init_state, out=out, device=device, dist=dist,
+                                   progress=progress, fingerprint_extra={"train": train_fd.content_hash(),
+                                                                         "val": val_fd.content_hash()})
+            scratch["kd_gain"] = outcome.best_metric - scratch[metric_name]
         qat_report = None
         if cfg.qat:
             from .qat_stage import run_qat
@@ -145,10 +156,34 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
         data={"train": train.n, "val": valset.n, "split": split, "train_source": train.source,
               "val_source": valset.source, "labels": train.labels is not None},
         outputs=outputs, history=outcome.history, resumed_from_epoch=outcome.resumed_from, qat=qat_report,
+        scratch=scratch,
         device=str(device), world_size=dist.world, notes=notes)
     artifact = ModelArtifact(path=out, format="torch", stage="distill", config=config_to_dict(cfg),
                              metrics={metric_name: outcome.best_metric, "params": s_params, "macs": s_macs})
     return StageResult(artifact, report)
+
+
+def _scratch_run(cfg: DistillConfig, teacher: nn.Module, train: TensorSet, valset: TensorSet,
+                 init_state: dict[str, torch.Tensor], *, out: Path, device, dist, progress: bool,
+                 fingerprint_extra: dict[str, Any]) -> dict[str, Any]:
+    """The baseline of --compare-scratch: the same student from the same initial weights, with the same budget,
+    data, batch order and augmentation, trained on hard labels only (alpha 0, no feature hints)."""
+    import os
+    import tempfile
+
+    student, _, _, _ = _make_student(cfg, teacher, train)
+    student.load_state_dict(init_state)
+    scfg = dataclasses.replace(cfg, alpha=0.0, feature_kd=(), resume=False, compare_scratch=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.scratch-", suffix=".state", dir=out.parent)
+    os.close(fd)
+    try:
+        outcome = Trainer(teacher, student, train, valset, scfg, device=device, dist=dist, state_path=Path(tmp),
+                          progress=progress, fingerprint_extra=fingerprint_extra).run()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    name = "accuracy"
+    return {name: outcome.best_metric, "best_epoch": outcome.best_epoch, "history": outcome.history,
+            "seconds": round(outcome.seconds, 2), "alpha": 0.0}
 
 
 def _make_student(cfg: DistillConfig, teacher: nn.Module, train: TensorSet

@@ -35,6 +35,17 @@ def test_json_run(mnist_small, tmp_path):
     assert config["augment_rotate"] == 10 and config["augment_scale"] == 0.1
 
 
+def test_compare_scratch_prints_the_gain(mnist_small, tmp_path):
+    train, val = mnist_small
+    r = CliRunner().invoke(cli, ["distill", "--teacher", spec("mlp_teacher"), "--student", spec("mlp_student"),
+                                 "--data", str(train), "--val", str(val), "--out", str(tmp_path / "s.pt"),
+                                 "--epochs", "1", "--compare-scratch"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "student, hard labels only" in text
+    assert "KD gain over the same student trained on hard labels only:" in text and "160 val samples" in text
+
+
 @pytest.mark.parametrize("args, data_key, needle", [
     (["--student", spec("five_class_student")], "ok", "teacher and student output shapes differ"),
     (["--student", spec("mlp_student")], "labels_out_of_range", "labels out of range"),

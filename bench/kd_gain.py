@@ -1,0 +1,98 @@
+"""KD gain with the distill defaults, measured by the tool itself (`distill(..., compare_scratch=True)`).
+
+Per task and seed: the student distilled from the teacher with every DistillConfig default (T, alpha, epochs,
+lr, schedule), and the same student from the same initial weights trained on hard labels only with the same
+budget; the gain is the tool's `report.scratch["kd_gain"]` (val accuracy, best epoch on val for both), and
+both students' accuracy on the task's eval split (never seen by training or selection) is printed beside it.
+
+    python bench/kd_gain.py --seeds 0 1 2 --out bench/results/distill/kd_gain.json
+
+Tasks: MNIST-5k (the demo's teacher, examples/weights/mnist_teacher.pt; student `student_small`) and digits
+(teacher `digits_teacher` trained first by scripts/train_demo_teacher.py into --work; student `student`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+DATA = ROOT / "calibration_data"
+MODELS = ROOT / "examples" / "mnist_models.py"
+
+
+def eval_acc(model: torch.nn.Module, npz: Path) -> float:
+    z = np.load(npz)
+    with torch.no_grad():
+        return float((model.eval()(torch.from_numpy(z["input"])).argmax(1).numpy() == z["labels"]).mean())
+
+
+def main() -> None:
+    from edgecompress.distill import DistillConfig, distill, load_student
+    from edgecompress.distill.models import load_factory, load_weights
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--work", default="/tmp/kd_gain")
+    ap.add_argument("--out", default=None, help="write the rows and means as JSON")
+    ap.add_argument("--tasks", nargs="+", default=["mnist", "digits"])
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="override DistillConfig defaults (a sweep), e.g. alpha=0.9 temperature=2 epochs=20")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    digits_teacher = work / "digits_teacher.pt"
+    if "digits" in args.tasks and not digits_teacher.is_file():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_teacher.py"), "--dataset", "digits",
+                        "--arch", "digits_teacher", "--epochs", "60", "--shift", "1", "--rotate", "8", "--scale",
+                        "0.05", "--out", str(digits_teacher)], check=True)
+    tasks = {"mnist": ("teacher_deep", ROOT / "examples" / "weights" / "mnist_teacher.pt", "student_small"),
+             "digits": ("digits_teacher", digits_teacher, "student")}
+    overrides = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.set)}
+    rows = []
+    for task in args.tasks:
+        t_spec, t_weights, s_spec = tasks[task]
+        teacher = load_factory(f"{MODELS}:{t_spec}", "teacher")
+        load_weights(teacher, str(t_weights), "teacher")
+        t_eval = eval_acc(teacher, DATA / f"{task}_eval.npz")
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            cfg = DistillConfig(teacher=f"{MODELS}:{t_spec}", teacher_weights=str(t_weights),
+                                student=f"{MODELS}:{s_spec}", seed=seed, compare_scratch=True, amp=False,
+                                **overrides)
+            tag = "_".join(f"{k}{v}" for k, v in overrides.items())
+            out = work / f"{task}_s{seed}{'_' + tag if tag else ''}.pt"
+            r = distill(cfg, data=str(DATA / f"{task}_train.npz"), val=str(DATA / f"{task}_val.npz"), out=out)
+            rep = r.report
+            row = {"task": task, "seed": seed, "set": overrides, "kd_val": rep.val_metric, "scratch_val": rep.scratch["accuracy"],
+                   "gain_pt": 100 * rep.scratch["kd_gain"], "kd_eval": eval_acc(load_student(out), DATA / f"{task}_eval.npz"),
+                   "teacher_eval": t_eval, "params_ratio": rep.student["param_ratio"],
+                   "epochs": rep.epochs, "seconds": round(time.perf_counter() - t0, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    summary = {}
+    print(f"\n{'task':8} {'seeds':>6} {'scratch':>9} {'KD':>9} {'gain':>7}  student/teacher params")
+    for task in args.tasks:
+        sel = [r for r in rows if r["task"] == task]
+        s, k = np.mean([r["scratch_val"] for r in sel]), np.mean([r["kd_val"] for r in sel])
+        summary[task] = {"scratch_val": s, "kd_val": k, "gain_pt": 100 * (k - s), "seeds": len(sel),
+                         "params_ratio": sel[0]["params_ratio"]}
+        print(f"{task:8} {len(sel):>6} {100 * s:8.2f}% {100 * k:8.2f}% {100 * (k - s):+6.2f}  "
+              f"1/{1 / sel[0]['params_ratio']:.0f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"rows": rows, "summary": summary, "set": overrides, "defaults": {
+            f: getattr(DistillConfig(teacher="a:b", student="a:b"), f)
+            for f in ("epochs", "temperature", "alpha", "lr", "batch_size", "optimizer")}}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
