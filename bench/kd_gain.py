@@ -24,16 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from train_demo_teacher import accuracy as eval_acc  # noqa: E402
 
 DATA = ROOT / "calibration_data"
 MODELS = ROOT / "examples" / "mnist_models.py"
-
-
-def eval_acc(model: torch.nn.Module, npz: Path) -> float:
-    z = np.load(npz)
-    with torch.no_grad():
-        return float((model.eval()(torch.from_numpy(z["input"])).argmax(1).numpy() == z["labels"]).mean())
 
 
 def main() -> None:

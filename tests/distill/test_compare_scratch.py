@@ -5,16 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecompress.distill import DistillConfig, distill
+from edgecompress.distill import distill
 from edgecompress.errors import ConfigError
 
 from .conftest import spec
-
-
-def _cfg(**kw):
-    base = dict(teacher=spec("mlp_teacher"), student=spec("mlp_student"), epochs=2, batch_size=32, seed=0)
-    base.update(kw)
-    return DistillConfig(**base)
+from .test_train import _cfg
 
 
 def test_scratch_run_equals_a_separate_hard_label_run(mnist_small, tmp_path):
