@@ -7,8 +7,12 @@ both students' accuracy on the task's eval split (never seen by training or sele
 
     python bench/kd_gain.py --seeds 0 1 2 --out bench/results/distill/kd_gain.json
 
-Tasks: MNIST-5k (the demo's teacher, examples/weights/mnist_teacher.pt; student `student_small`) and digits
-(teacher `digits_teacher` trained first by scripts/train_demo_teacher.py into --work; student `student`).
+Tasks: MNIST-5k (the demo's teacher, examples/weights/mnist_teacher.pt; student `student_small`), digits
+(teacher `digits_teacher` trained first by scripts/train_demo_teacher.py into --work; student `student`) and
+speech (voice activity of 36 ms chunks of the zoo's synthetic speech and noise, labels from the zoo's
+annotations: train = the zoo's score split, val = its calibration split, eval = its eval split, each with other
+sentences and voices; teacher `examples/audio_models.py:vad_teacher` trained first the same way, student
+`vad_student`; needs the zoo: `make zoo`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,23 @@ DATA = ROOT / "calibration_data"
 MODELS = ROOT / "examples" / "mnist_models.py"
 
 
+def speech_data(zoo: str | None, work: Path) -> None:
+    """work/speech_{train,val,eval}.npz from the zoo's Silero VAD feeds: `input` [N, 1, 576] and per-chunk
+    speech labels (1 when the chunk's samples are mostly inside a spoken sentence) from its annotations."""
+    if all((work / f"speech_{k}.npz").is_file() for k in ("train", "val", "eval")):
+        return
+    from bench.zoo.prepare import load_zoo
+
+    zm = load_zoo(zoo)["silero_vad_op15"] if zoo else load_zoo()["silero_vad_op15"]
+    for split, name in (("score", "train"), ("calibration", "val"), ("eval", "eval")):
+        folder = Path(getattr(zm, split))
+        labels = json.loads((folder / "annotations.json").read_text())["speech"]
+        files = sorted(folder.glob("*.npz"))
+        assert len(files) == len(labels), (folder, len(files), len(labels))
+        x = np.stack([np.load(f)["input"].astype(np.float32) for f in files])  # [N, 1, 576]
+        np.savez(work / f"speech_{name}.npz", input=x, labels=np.asarray(labels, dtype=np.int64))
+
+
 def main() -> None:
     from edgecompress.distill import DistillConfig, distill, load_student
     from edgecompress.distill.models import load_factory, load_weights
@@ -40,7 +61,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", default="/tmp/kd_gain")
     ap.add_argument("--out", default=None, help="write the rows and means as JSON")
-    ap.add_argument("--tasks", nargs="+", default=["mnist", "digits"])
+    ap.add_argument("--tasks", nargs="+", default=["mnist", "digits", "speech"])
+    ap.add_argument("--zoo", default=None, help="the zoo cache (for the speech task; default: the zoo's own)")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="override DistillConfig defaults (a sweep), e.g. alpha=0.9 temperature=2 epochs=20")
     args = ap.parse_args()
@@ -51,26 +73,35 @@ def main() -> None:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_teacher.py"), "--dataset", "digits",
                         "--arch", "digits_teacher", "--epochs", "60", "--shift", "1", "--rotate", "8", "--scale",
                         "0.05", "--out", str(digits_teacher)], check=True)
-    tasks = {"mnist": ("teacher_deep", ROOT / "examples" / "weights" / "mnist_teacher.pt", "student_small"),
-             "digits": ("digits_teacher", digits_teacher, "student")}
+    audio = ROOT / "examples" / "audio_models.py"
+    if "speech" in args.tasks:
+        speech_data(args.zoo, work)
+        if not (work / "speech_teacher.pt").is_file():
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_teacher.py"), "--dataset", "speech",
+                            "--data-dir", str(work), "--models", str(audio), "--arch", "vad_teacher", "--train-only",
+                            "--epochs", "60", "--out", str(work / "speech_teacher.pt")], check=True)
+    tasks = {"mnist": (MODELS, "teacher_deep", ROOT / "examples" / "weights" / "mnist_teacher.pt", "student_small",
+                       DATA),
+             "digits": (MODELS, "digits_teacher", digits_teacher, "student", DATA),
+             "speech": (audio, "vad_teacher", work / "speech_teacher.pt", "vad_student", work)}
     overrides = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.set)}
     rows = []
     for task in args.tasks:
-        t_spec, t_weights, s_spec = tasks[task]
-        teacher = load_factory(f"{MODELS}:{t_spec}", "teacher")
+        models, t_spec, t_weights, s_spec, data = tasks[task]
+        teacher = load_factory(f"{models}:{t_spec}", "teacher")
         load_weights(teacher, str(t_weights), "teacher")
-        t_eval = eval_acc(teacher, DATA / f"{task}_eval.npz")
+        t_eval = eval_acc(teacher, data / f"{task}_eval.npz")
         for seed in args.seeds:
             t0 = time.perf_counter()
-            cfg = DistillConfig(teacher=f"{MODELS}:{t_spec}", teacher_weights=str(t_weights),
-                                student=f"{MODELS}:{s_spec}", seed=seed, compare_scratch=True, amp=False,
+            cfg = DistillConfig(teacher=f"{models}:{t_spec}", teacher_weights=str(t_weights),
+                                student=f"{models}:{s_spec}", seed=seed, compare_scratch=True, amp=False,
                                 **overrides)
             tag = "_".join(f"{k}{v}" for k, v in overrides.items())
             out = work / f"{task}_s{seed}{'_' + tag if tag else ''}.pt"
-            r = distill(cfg, data=str(DATA / f"{task}_train.npz"), val=str(DATA / f"{task}_val.npz"), out=out)
+            r = distill(cfg, data=str(data / f"{task}_train.npz"), val=str(data / f"{task}_val.npz"), out=out)
             rep = r.report
             row = {"task": task, "seed": seed, "set": overrides, "kd_val": rep.val_metric, "scratch_val": rep.scratch["accuracy"],
-                   "gain_pt": 100 * rep.scratch["kd_gain"], "kd_eval": eval_acc(load_student(out), DATA / f"{task}_eval.npz"),
+                   "gain_pt": 100 * rep.scratch["kd_gain"], "kd_eval": eval_acc(load_student(out), data / f"{task}_eval.npz"),
                    "teacher_eval": t_eval, "params_ratio": rep.student["param_ratio"],
                    "epochs": rep.epochs, "seconds": round(time.perf_counter() - t0, 1)}
             rows.append(row)

@@ -52,26 +52,28 @@ def main() -> None:
     ap.add_argument("--shift", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-only", action="store_true", help="train on the train split alone (not + calibration)")
-    ap.add_argument("--dataset", default="mnist", choices=["mnist", "digits"],
-                    help="calibration_data/<dataset>_{train,calibration,val,eval}.npz")
+    ap.add_argument("--dataset", default="mnist", help="DATA_DIR/<dataset>_{train,calibration,val,eval}.npz")
+    ap.add_argument("--data-dir", default=str(DATA), help="where the splits are (default: calibration_data/)")
+    ap.add_argument("--models", default=str(MODELS), help="the .py file holding --arch")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--progress", action="store_true", help="a progress bar / one line per epoch on stderr")
     args = ap.parse_args()
 
-    spec = f"{MODELS}:{args.arch}"
+    spec = f"{args.models}:{args.arch}"
+    data_dir = Path(args.data_dir)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        tr = np.load(DATA / f"{args.dataset}_train.npz")
+        tr = np.load(data_dir / f"{args.dataset}_train.npz")
         x, y = tr["input"], tr["labels"]
         if not args.train_only:
-            cal = np.load(DATA / f"{args.dataset}_calibration.npz")
+            cal = np.load(data_dir / f"{args.dataset}_calibration.npz")
             x, y = np.concatenate([x, cal["input"]]), np.concatenate([y, cal["labels"]])
         data = Path(tmp) / "train.npz"
         np.savez(data, input=x, labels=y)
         cfg = DistillConfig(teacher=spec, student=spec, alpha=0.0, epochs=args.epochs, lr=args.lr,
                             weight_decay=args.weight_decay, augment_rotate=args.rotate, augment_scale=args.scale,
                             augment_shift=args.shift, seed=args.seed, device=args.device, amp=False)
-        res = distill(cfg, data=str(data), val=str(DATA / f"{args.dataset}_val.npz"), out=Path(tmp) / "t.pt",
+        res = distill(cfg, data=str(data), val=str(data_dir / f"{args.dataset}_val.npz"), out=Path(tmp) / "t.pt",
                       progress=args.progress)
         model = load_factory(spec, "teacher")
         load_weights(model, str(res.artifact.path), "teacher")
@@ -82,7 +84,7 @@ def main() -> None:
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
     row = {"dataset": args.dataset, "arch": args.arch, "seed": args.seed, "epochs": args.epochs, "train_samples": int(len(y)),
            "val": res.report.val_metric, "best_epoch": res.report.best_epoch,
-           "eval": accuracy(model, DATA / f"{args.dataset}_eval.npz"), "params": res.report.student["params"],
+           "eval": accuracy(model, data_dir / f"{args.dataset}_eval.npz"), "params": res.report.student["params"],
            "macs": res.report.student["macs"], "seconds": round(time.perf_counter() - t0, 1), "sha256": sha,
            "out": str(out)}
     print(json.dumps(row))
