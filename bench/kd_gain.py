@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the rows and means as JSON")
     ap.add_argument("--tasks", nargs="+", default=["mnist", "digits", "speech"])
     ap.add_argument("--zoo", default=None, help="the zoo cache (for the speech task; default: the zoo's own)")
+    ap.add_argument("--speech-ensemble", action="store_true",
+                    help="speech teacher: vad_ensemble (4 vad_teacher networks, seeds 0-3) instead of one")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="override DistillConfig defaults (a sweep), e.g. alpha=0.9 temperature=2 epochs=20")
     args = ap.parse_args()
@@ -76,14 +78,24 @@ def main() -> None:
     audio = ROOT / "examples" / "audio_models.py"
     if "speech" in args.tasks:
         speech_data(args.zoo, work)
-        if not (work / "speech_teacher.pt").is_file():
-            subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_teacher.py"), "--dataset", "speech",
-                            "--data-dir", str(work), "--models", str(audio), "--arch", "vad_teacher", "--train-only",
-                            "--epochs", "60", "--out", str(work / "speech_teacher.pt")], check=True)
+        for k in range(4 if args.speech_ensemble else 1):
+            dest = work / ("speech_teacher.pt" if k == 0 else f"speech_teacher_s{k}.pt")
+            if not dest.is_file():
+                subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_teacher.py"), "--dataset",
+                                "speech", "--data-dir", str(work), "--models", str(audio), "--arch", "vad_teacher",
+                                "--train-only", "--epochs", "60", "--seed", str(k), "--out", str(dest)], check=True)
+        if args.speech_ensemble:
+            import torch
+
+            members = [torch.load(work / ("speech_teacher.pt" if k == 0 else f"speech_teacher_s{k}.pt"),
+                                  weights_only=True) for k in range(4)]
+            torch.save({f"members.{k}.{n}": v for k, m in enumerate(members) for n, v in m.items()},
+                       work / "speech_ensemble.pt")
     tasks = {"mnist": (MODELS, "teacher_deep", ROOT / "examples" / "weights" / "mnist_teacher.pt", "student_small",
                        DATA),
              "digits": (MODELS, "digits_teacher", digits_teacher, "student", DATA),
-             "speech": (audio, "vad_teacher", work / "speech_teacher.pt", "vad_student", work)}
+             "speech": (audio, "vad_ensemble", work / "speech_ensemble.pt", "vad_student", work)
+             if args.speech_ensemble else (audio, "vad_teacher", work / "speech_teacher.pt", "vad_student", work)}
     overrides = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.set)}
     rows = []
     for task in args.tasks:
