@@ -43,7 +43,7 @@ def speech_data(zoo: str | None, work: Path) -> None:
         return
     from bench.zoo.prepare import load_zoo
 
-    zm = load_zoo(zoo)["silero_vad_op15"] if zoo else load_zoo()["silero_vad_op15"]
+    zm = load_zoo(zoo)["silero_vad_op15"]
     for split, name in (("score", "train"), ("calibration", "val"), ("eval", "eval")):
         folder = Path(getattr(zm, split))
         labels = json.loads((folder / "annotations.json").read_text())["speech"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +82,7 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
 
         student, derived, definition, student_notes = _make_student(cfg, teacher, train)
         notes.extend(student_notes)
-        init_state = {k: v.detach().clone() for k, v in student.state_dict().items()} if cfg.compare_scratch else None
+        untrained = copy.deepcopy(student) if cfg.compare_scratch else None  # the scratch run's start
         s_names = input_names(student)
         if len(s_names) != len(names):
             raise ModelError(f"teacher takes inputs {names} but student takes {s_names}; they must take the same "
@@ -114,10 +117,10 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
 
         if cfg.resume and not state_path_for(out).is_file():
             notes.append(f"--resume: no {state_path_for(out).name} to resume from; started from epoch 1")
+        hashes = {"train": train_fd.content_hash(), "val": val_fd.content_hash()}  # hashed once: both runs use them
         trainer = Trainer(teacher, student, train, valset, cfg, device=device, dist=dist,
                           state_path=state_path_for(out), progress=progress, on_best=on_best,
-                          fingerprint_extra={"train": train_fd.content_hash(), "val": val_fd.content_hash(),
-                                             "n": train.n})
+                          fingerprint_extra={**hashes, "n": train.n})
         outcome = trainer.run()
         student.load_state_dict(outcome.best_state)
         student.cpu().eval()
@@ -132,9 +135,8 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
                     outputs["pt2"] = str(pt2)
         scratch = None
         if cfg.compare_scratch:
-            scratch = _scratch_run(cfg, teacher, train, valset, init_state, out=out, device=device, dist=dist,
-                                   progress=progress, fingerprint_extra={"train": train_fd.content_hash(),
-                                                                         "val": val_fd.content_hash()})
+            scratch = _scratch_run(cfg, teacher, untrained, train, valset, out=out, device=device, dist=dist,
+                                   progress=progress, fingerprint_extra=hashes)
             scratch["kd_gain"] = outcome.best_metric - scratch[metric_name]
         qat_report = None
         if cfg.qat:
@@ -163,16 +165,11 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
     return StageResult(artifact, report)
 
 
-def _scratch_run(cfg: DistillConfig, teacher: nn.Module, train: TensorSet, valset: TensorSet,
-                 init_state: dict[str, torch.Tensor], *, out: Path, device, dist, progress: bool,
-                 fingerprint_extra: dict[str, Any]) -> dict[str, Any]:
+def _scratch_run(cfg: DistillConfig, teacher: nn.Module, student: nn.Module, train: TensorSet, valset: TensorSet,
+                 *, out: Path, device, dist, progress: bool, fingerprint_extra: dict[str, Any]) -> dict[str, Any]:
     """The baseline of --compare-scratch: the same student from the same initial weights, with the same budget,
-    data, batch order and augmentation, trained on hard labels only (alpha 0, no feature hints)."""
-    import os
-    import tempfile
-
-    student, _, _, _ = _make_student(cfg, teacher, train)
-    student.load_state_dict(init_state)
+    data, batch order and augmentation, trained on hard labels only (alpha 0, no feature hints); its
+    resumable state goes to a temp file beside `out`, removed afterwards."""
     scfg = dataclasses.replace(cfg, alpha=0.0, feature_kd=(), resume=False, compare_scratch=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.scratch-", suffix=".state", dir=out.parent)
     os.close(fd)
@@ -181,8 +178,7 @@ def _scratch_run(cfg: DistillConfig, teacher: nn.Module, train: TensorSet, valse
                           progress=progress, fingerprint_extra=fingerprint_extra).run()
     finally:
         Path(tmp).unlink(missing_ok=True)
-    name = "accuracy"
-    return {name: outcome.best_metric, "best_epoch": outcome.best_epoch, "history": outcome.history,
+    return {"accuracy": outcome.best_metric, "best_epoch": outcome.best_epoch, "history": outcome.history,
             "seconds": round(outcome.seconds, 2), "alpha": 0.0}
 
 

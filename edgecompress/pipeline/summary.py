@@ -47,7 +47,7 @@ def summarize(state) -> list[dict[str, Any]]:
                 row["accuracy_on"] = "eval" if row["accuracy"] is not None else None
                 row["samples"] = evaluation.n
                 if base_out is not None and not row["baseline"]:
-                    row["fidelity_metric"], row["fidelity"] = _fidelity(base_out, outs, evaluation)
+                    row["fidelity_metric"], row["fidelity"] = _fidelity(base_out, outs)
             if prev is not None:
                 row["marks"] = _marks(row, prev)
             prev = row
@@ -73,7 +73,8 @@ def _marks(row: dict[str, Any], prev: dict[str, Any]) -> list[str]:
         marks.append(f"slower than {prev['stage']}: {prev['speedup'] / row['speedup']:.2f}x its time")
     if row["accuracy"] is not None and prev["accuracy"] is not None and row["accuracy"] < prev["accuracy"]:
         n = row.get("samples")
-        more = f", {round((prev['accuracy'] - row['accuracy']) * n)} more error{'s' if round((prev['accuracy'] - row['accuracy']) * n) != 1 else ''} in {n}" if n else ""
+        errors = round((prev["accuracy"] - row["accuracy"]) * n) if n else 0
+        more = f", {errors} more error{'s' if errors != 1 else ''} in {n}" if n else ""
         marks.append(f"less accurate than {prev['stage']}: {100 * (row['accuracy'] - prev['accuracy']):+.1f} pt{more}")
     return marks
 
@@ -87,6 +88,7 @@ def _eval_data(spec: str):
 
 
 def _outputs(path, data):
+    """Every output of the ONNX model at `path` on the eval feeds (one ORT session)."""
     from ..fidelity import run_outputs
     from ..onnxgraph.io import input_specs, load_model
 
@@ -100,7 +102,7 @@ def _accuracy(outs, data) -> float | None:
     return label_accuracy(outs, data.labels) if data.labels is not None else None
 
 
-def _fidelity(ref, got, data) -> tuple[str | None, float | None]:
+def _fidelity(ref, got) -> tuple[str | None, float | None]:
     from ..errors import EdgecompressError
     from ..fidelity import judge
 
@@ -112,12 +114,6 @@ def _fidelity(ref, got, data) -> tuple[str | None, float | None]:
         if key in head:
             return key, head[key]
     return None, None
-
-
-def eval_accuracy(path, data) -> float | None:
-    """Top-1 accuracy of an ONNX model's first class-score output on labelled feeds (edgecompress.fidelity;
-    None when no output reads as class scores)."""
-    return _accuracy(_outputs(path, data), data)
 
 
 def _first(d: dict[str, Any], keys: tuple[str, ...]) -> Any:
