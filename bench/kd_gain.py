@@ -70,25 +70,28 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    def train_teacher(dest: Path, *flags: str) -> None:
+        """scripts/train_demo_teacher.py into `dest`, unless an earlier run left it there."""
+        if not dest.is_file():
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_teacher.py"), "--epochs", "60",
+                            *flags, "--out", str(dest)], check=True)
+
     digits_teacher = work / "digits_teacher.pt"
-    if "digits" in args.tasks and not digits_teacher.is_file():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_teacher.py"), "--dataset", "digits",
-                        "--arch", "digits_teacher", "--epochs", "60", "--shift", "1", "--rotate", "8", "--scale",
-                        "0.05", "--out", str(digits_teacher)], check=True)
+    if "digits" in args.tasks:
+        train_teacher(digits_teacher, "--dataset", "digits", "--arch", "digits_teacher", "--shift", "1",
+                      "--rotate", "8", "--scale", "0.05")
     audio = ROOT / "examples" / "audio_models.py"
     if "speech" in args.tasks:
         speech_data(args.zoo, work)
-        for k in range(4 if args.speech_ensemble else 1):
-            dest = work / ("speech_teacher.pt" if k == 0 else f"speech_teacher_s{k}.pt")
-            if not dest.is_file():
-                subprocess.run([sys.executable, str(ROOT / "scripts" / "train_demo_teacher.py"), "--dataset",
-                                "speech", "--data-dir", str(work), "--models", str(audio), "--arch", "vad_teacher",
-                                "--train-only", "--epochs", "60", "--seed", str(k), "--out", str(dest)], check=True)
+        members = [work / ("speech_teacher.pt" if k == 0 else f"speech_teacher_s{k}.pt")
+                   for k in range(4 if args.speech_ensemble else 1)]
+        for k, dest in enumerate(members):
+            train_teacher(dest, "--dataset", "speech", "--data-dir", str(work), "--models", str(audio), "--arch",
+                          "vad_teacher", "--train-only", "--seed", str(k))
         if args.speech_ensemble:
             import torch
 
-            members = [torch.load(work / ("speech_teacher.pt" if k == 0 else f"speech_teacher_s{k}.pt"),
-                                  weights_only=True) for k in range(4)]
+            members = [torch.load(m, weights_only=True) for m in members]
             torch.save({f"members.{k}.{n}": v for k, m in enumerate(members) for n, v in m.items()},
                        work / "speech_ensemble.pt")
     tasks = {"mnist": (MODELS, "teacher_deep", ROOT / "examples" / "weights" / "mnist_teacher.pt", "student_small",

@@ -81,25 +81,19 @@ def fix_duplicate_names(graph: onnx.GraphProto) -> list[str]:
     return notes
 
 
-def strip_node_metadata(model: onnx.ModelProto) -> int:
+def strip_node_metadata(model: onnx.ModelProto) -> None:
     """Drop every node's metadata_props and doc_string (the torch exporter's stack traces, module paths and fx
-    names), in the main graph, subgraphs and functions. They never change what the model computes; in a small
-    model they can be a third of the file. Returns the bytes removed."""
-    before = model.ByteSize()
+    names), in the main graph, its subgraphs and the model's functions. They never change what the model
+    computes; in a small model they can be a third of the file."""
 
-    def graph(g: onnx.GraphProto) -> None:
-        for n in g.node:
+    def strip(nodes) -> None:
+        for n in nodes:
             del n.metadata_props[:]
             n.doc_string = ""
             for a in n.attribute:
-                if a.HasField("g"):
-                    graph(a.g)
-                for sub in a.graphs:
-                    graph(sub)
+                for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    strip(g.node)
 
-    graph(model.graph)
+    strip(model.graph.node)
     for f in model.functions:
-        for n in f.node:
-            del n.metadata_props[:]
-            n.doc_string = ""
-    return before - model.ByteSize()
+        strip(f.node)
