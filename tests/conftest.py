@@ -49,3 +49,17 @@ def train_on_digits():
         return model.eval()
 
     return train
+
+
+@pytest.fixture(scope="session")
+def lowbit_models(tmp_path_factory) -> dict[str, Path]:
+    """Weight-only low-bit (MatMulNBits / GatherBlockQuantized) and fp16 models with their fp32 sources, plus feed
+    files "mlp_data" / "embed_data" (.npz): tests/lowbit_helpers.py."""
+    import numpy as np
+    from lowbit_helpers import embed_feeds, mlp_feeds, write_models
+
+    folder = tmp_path_factory.mktemp("lowbit")
+    paths = write_models(folder)
+    np.savez(folder / "mlp.npz", **mlp_feeds(4))
+    np.savez(folder / "embed.npz", **embed_feeds(4))
+    return {**paths, "mlp_data": folder / "mlp.npz", "embed_data": folder / "embed.npz"}

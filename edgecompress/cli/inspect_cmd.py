@@ -65,6 +65,22 @@ def inspect_cmd(model: str, per_node: bool, dims: tuple[str, ...], as_json: bool
     if rep.int8:
         c.print(f"int8 compute: {rep.int8['int8']}/{rep.int8['total']} Conv/MatMul/Gemm nodes "
                 f"({rep.int8['int8_fraction']:.0%})")
+        others: dict[str, int] = {}
+        for prec in (rep.int8.get("other_nodes") or {}).values():
+            others[prec] = others.get(prec, 0) + 1
+        for prec, n in sorted(others.items()):
+            c.print(f"{prec}: {n}/{rep.int8['total']} Conv/MatMul/Gemm nodes")
+    if rep.weights:
+        wt = Table(title=f"weights: {rep.weight_format}")
+        for col, just in (("format", "left"), ("tensors", "right"), ("weights", "right"), ("bytes", "right"),
+                          ("scales", "right"), ("bits/w", "right"), ("read by", "left")):
+            wt.add_column(col, justify=just, no_wrap=col == "format")
+        for r in rep.weights:
+            readers = sorted({op.rsplit(".", 1)[-1] for op in r["ops"]})
+            wt.add_row(r["format"], str(r["tensors"]), human_count(r["weights"]), human_bytes(r["bytes"]),
+                       human_bytes(r["overhead_bytes"]) if r["overhead_bytes"] else "", f"{r['bits_per_weight']:g}",
+                       ", ".join(readers[:3]) + (" ..." if len(readers) > 3 else ""))
+        c.print(wt)
     ops = Table(title="ops")
     ops.add_column("op")
     ops.add_column("count", justify="right")

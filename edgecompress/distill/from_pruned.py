@@ -85,7 +85,8 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
         return None
 
     ops = {n.op_type for n in g.node}
-    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger"}:
+    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger",
+              "MatMulNBits", "GatherBlockQuantized"}:
         raise _fail("it is quantized; map the fp32 pruned model (before `edgecompress quantize`)")
     users = consumers(g)
     layers: list[_Layer] = []

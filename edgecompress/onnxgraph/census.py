@@ -5,7 +5,9 @@ Read-only helpers over an `onnx.ModelProto` (no ONNX Runtime, no torch):
 * `op_histogram(model)`   -> {"Conv": 3, "com.microsoft.QGemm": 1, ...} (non-default domains qualified)
 * `count_params(model)`   -> number of initializer elements (optionally without quantization bookkeeping)
 * `count_macs(model)`     -> `MacReport` (Conv, ConvTranspose, Gemm, MatMul and their quantized forms)
-* `quant_state(model)`    -> "none" | "qdq" | "qoperator" | "dynamic"
+* `quant_state(model)`    -> "none" | "qdq" | "qoperator" | "dynamic" | "weight-only"
+* `weight_census(model)`  -> every initializer by storage format ("fp32", "fp16", "int8 per-channel",
+  "4-bit block 32", ...): tensors, logical weights, bytes, bits per weight; `weight_format_label` names it
 * `consumers(graph)`      -> tensor name -> the nodes that read it
 * `int8_census(model)`    -> how many Conv/MatMul/Gemm run in int8 vs float (QDQ node units, QOperator,
   Integer and ORT contrib ops understood), usable on ONNX Runtime's optimized graph.
@@ -49,6 +51,9 @@ _MAC_OPS: dict[tuple[str, str], tuple[str, int, int, str]] = {
     (MS, "FusedMatMul"): ("MatMul", 0, 1, "matmul"),
     (MS, "MatMulIntegerToFloat"): ("MatMul", 0, 1, "matmul"),
     (MS, "DynamicQuantizeMatMul"): ("MatMul", 0, 1, "matmul"),
+    # weight-only block quantization: B is packed [N, K/block, block*bits/8]; K and N are attributes
+    (MS, "MatMulNBits"): ("MatMul", 0, 1, "nbits"),
+    (MS, "MatMulBnb4"): ("MatMul", 0, 1, "nbits"),
 }
 
 # ops whose presence means the graph holds quantized compute in "QOperator" form
@@ -60,6 +65,8 @@ _QOPERATOR_OPS = {("", "QLinearConv"), ("", "QLinearMatMul"), (MS, "QLinearConv"
 # ops of dynamic (runtime-computed activation scale) quantization
 _DYNAMIC_OPS = {("", "DynamicQuantizeLinear"), ("", "MatMulInteger"), ("", "ConvInteger"),
                 (MS, "DynamicQuantizeMatMul"), (MS, "MatMulIntegerToFloat"), (MS, "DynamicQuantizeLSTM")}
+# weight-only low-bit ops of ONNX Runtime (float activations, block-quantized constant weights)
+_WEIGHT_ONLY_OPS = {(MS, "MatMulNBits"), (MS, "GatherBlockQuantized"), (MS, "MatMulBnb4"), (MS, "MatMulFpQ4")}
 _Q = {("", "QuantizeLinear"), (MS, "QuantizeLinear")}
 _DQ = {("", "DequantizeLinear"), (MS, "DequantizeLinear")}
 # op -> positions of scale / zero-point inputs (quantization bookkeeping, not model parameters)
@@ -68,6 +75,7 @@ _QPARAM_INPUTS: dict[str, tuple[int, ...]] = {
     "QLinearMatMul": (1, 2, 4, 5, 6, 7), "MatMulInteger": (2, 3), "ConvInteger": (2, 3),
     "QGemm": (1, 2, 4, 5, 7, 8), "MatMulIntegerToFloat": (2, 3, 4, 5), "DynamicQuantizeMatMul": (2, 3),
     "QLinearAdd": (1, 2, 4, 5, 6, 7), "QLinearMul": (1, 2, 4, 5, 6, 7),
+    "MatMulNBits": (2, 3, 4), "GatherBlockQuantized": (2, 3), "MatMulBnb4": (2,),
 }
 _8BIT = {TensorProto.INT8, TensorProto.UINT8}
 
@@ -145,10 +153,35 @@ def quant_param_names(model: onnx.ModelProto) -> set[str]:
     return used_q - used_other
 
 
+def packed_weights(model: onnx.ModelProto) -> dict[str, tuple[int, int, int]]:
+    """Initializers holding several low-bit weights per byte -> (logical weights, bits, block size).
+
+    MatMulNBits / MatMulBnb4 B (uint8, K x N weights of `bits` bits) and GatherBlockQuantized uint8 data (two
+    4-bit values per byte along `quantize_axis`); int4/uint4 tensors are stored with their logical dims."""
+    inits = {t.name: t for t in model.graph.initializer}
+    out: dict[str, tuple[int, int, int]] = {}
+    for n in all_nodes(model.graph):
+        key = (_dom(n), n.op_type)
+        if key in ((MS, "MatMulNBits"), (MS, "MatMulBnb4")) and len(n.input) > 1 and n.input[1] in inits:
+            bits = int(attr(n, "bits", 4)) if n.op_type == "MatMulNBits" else 4
+            out[n.input[1]] = (int(attr(n, "K", 0)) * int(attr(n, "N", 0)), bits, int(attr(n, "block_size", 0)))
+        elif key == (MS, "GatherBlockQuantized") and n.input and n.input[0] in inits:
+            t = inits[n.input[0]]
+            if t.data_type == TensorProto.UINT8:
+                bits = int(attr(n, "bits", 4))
+                out[t.name] = (_numel(t) * (8 // bits), bits, int(attr(n, "block_size", 0)))
+    return out
+
+
 def count_params(model: onnx.ModelProto, *, exclude_quant_params: bool = False) -> int:
-    """Elements in the initializers (and Constant nodes' tensors); scales/zero points optionally excluded."""
+    """Weights in the initializers (and Constant nodes' tensors); scales/zero points optionally excluded.
+
+    Packed low-bit tensors (MatMulNBits B, GatherBlockQuantized uint8 data) count their logical weights, not
+    bytes, so a 4-bit model has the parameter count of its float original."""
     skip = quant_param_names(model) if exclude_quant_params else set()
-    total = sum(_numel(t) for t in model.graph.initializer if t.name not in skip)
+    packed = packed_weights(model)
+    total = sum(packed[t.name][0] if t.name in packed else _numel(t) for t in model.graph.initializer
+                if t.name not in skip)
     for n in model.graph.node:
         if n.op_type == "Constant" and _dom(n) == "" and n.output[0] not in skip:
             for a in n.attribute:
@@ -254,7 +287,8 @@ def _broadcast(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:
 
 
 def _infer_node(node: onnx.NodeProto, shapes: dict[str, tuple[Dim, ...] | None],
-                consts: dict[str, np.ndarray]) -> tuple[Dim, ...] | None:
+                consts: dict[str, np.ndarray], consts_types: Mapping[str, int] | None = None) -> tuple[Dim, ...] | None:
+    consts_types = consts_types or {}
     ins = [shapes.get(i) if i else None for i in node.input]
     x = ins[0] if ins else None
     op = node.op_type
@@ -267,6 +301,18 @@ def _infer_node(node: onnx.NodeProto, shapes: dict[str, tuple[Dim, ...] | None],
         if any(s is None for s in data):
             return None
         return _broadcast(data[0], data[1])
+    if op in ("MatMulNBits", "MatMulBnb4") and node.domain == MS:
+        n_out = int(attr(node, "N", 0))
+        return (*x[:-1], n_out) if n_out > 0 and len(x) >= 1 else None
+    if op == "GatherBlockQuantized" and node.domain == MS and len(ins) > 1 and ins[1] is not None:
+        data = list(x)
+        qaxis = int(attr(node, "quantize_axis", 1)) % max(len(data), 1)
+        if node.input[0] in consts_types and consts_types[node.input[0]] == TensorProto.UINT8:
+            if not isinstance(data[qaxis], int):
+                return None
+            data[qaxis] = data[qaxis] * (8 // int(attr(node, "bits", 4)))
+        gaxis = int(attr(node, "gather_axis", 0)) % max(len(data), 1)
+        return (*data[:gaxis], *ins[1], *data[gaxis + 1:])
     if op == "Transpose":
         perm = list(attr(node, "perm", list(reversed(range(len(x))))))
         return tuple(x[p] for p in perm) if len(perm) == len(x) else None
@@ -301,11 +347,12 @@ def propagate_shapes(graph: onnx.GraphProto, shapes: dict[str, tuple[Dim, ...] |
     """Fill the shapes onnx inference left unknown, in graph order, for the ops MAC counting needs."""
     out = dict(shapes)
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.data_type == TensorProto.INT64}
+    types = {t.name: t.data_type for t in graph.initializer}
     for node in graph.node:
         if not node.output or _known(out.get(node.output[0])):
             continue
         try:
-            s = _infer_node(node, out, consts)
+            s = _infer_node(node, out, consts, types)
         except (ValueError, TypeError, IndexError, ZeroDivisionError):
             s = None
         if s is not None:
@@ -378,6 +425,11 @@ def _node_macs(node: onnx.NodeProto, name: str, kind: str, xi: int, wi: int,
 
     x, w = shape(xi), shape(wi)
     y = shapes.get(node.output[0]) if node.output else None
+    if kind == "nbits":  # A[..., K] x dequant(B)[K, N]: the packed B's shape says nothing; K and N are attributes
+        kk, nn = int(attr(node, "K", 0)), int(attr(node, "N", 0))
+        if x is None or not x or kk <= 0 or nn <= 0:
+            return None
+        return _prod(dims.val(d, name, "rows" if i == len(x) - 2 else "batch") for i, d in enumerate(x[:-1])) * kk * nn
     if kind in ("conv", "convT"):
         if w is None or len(w) < 3:
             return None
@@ -491,13 +543,20 @@ def count_macs(model: onnx.ModelProto, dim_values: Mapping[str, int] | None = No
 
 def quant_state(model: onnx.ModelProto) -> str:
     """'qoperator' (QLinear*/QGemm ops), 'dynamic' (DynamicQuantizeLinear / *Integer ops), 'qdq'
-    (QuantizeLinear/DequantizeLinear around float ops, incl. weight-only DequantizeLinear), or 'none'."""
+    (QuantizeLinear/DequantizeLinear around float ops, incl. weight-only DequantizeLinear), 'weight-only'
+    (ONNX Runtime's block-quantized weight ops: MatMulNBits, GatherBlockQuantized, MatMulBnb4), or 'none'.
+
+    fp16/bf16 weights are not quantization ('none'); `weight_census` tells them apart."""
     ops = {(_dom(n), n.op_type) for n in all_nodes(model.graph)}
     if ops & _QOPERATOR_OPS:
         return "qoperator"
     if ops & _DYNAMIC_OPS:
         return "dynamic"
-    if ops & (_DQ | _Q):
+    if ops & _Q:
+        return "qdq"
+    if ops & _WEIGHT_ONLY_OPS:
+        return "weight-only"
+    if ops & _DQ:
         return "qdq"
     return "none"
 
@@ -536,6 +595,7 @@ def int8_census(model: onnx.ModelProto) -> dict[str, Any]:
       DequantizeLinear; the precision is that of the DequantizeLinear inputs (int8/uint8 -> "int8").
       Weight-only DQ (float activations) counts as float compute.
     * FusedConv/FusedGemm/FusedMatMul (ORT's optimized float graph) are float.
+    * MatMulNBits (weight-only block quantization) is "int4 weight-only" / "int8 weight-only" (in "other").
 
     Returns {"by_op_type": {"Conv": {"int8": n, "float": m}, ...}, "int8": n, "float": m, "other": k,
     "total": n+m+k, "int8_fraction": n/total, "int8_nodes": [...], "float_nodes": [...], "other_nodes": {...}}.
@@ -554,7 +614,10 @@ def int8_census(model: onnx.ModelProto) -> dict[str, Any]:
             continue
         family, xi, wi, _kind = spec
         counts = by_op.setdefault(family, {"int8": 0, "float": 0})
-        if key in _QOPERATOR_OPS or key in _DYNAMIC_OPS:
+        if key in _WEIGHT_ONLY_OPS:  # float activations (accuracy_level may compute in int8), low-bit weights
+            bits = int(attr(node, "bits", 4)) if node.op_type == "MatMulNBits" else 4
+            prec = f"int{bits} weight-only"
+        elif key in _QOPERATOR_OPS or key in _DYNAMIC_OPS:
             prec = _precision(types.get(node.input[wi]) if wi < len(node.input) else None)
         else:
             srcs = [producers.get(node.input[i]) if i < len(node.input) else None for i in (xi, wi)]
@@ -577,3 +640,140 @@ def int8_census(model: onnx.ModelProto) -> dict[str, Any]:
     return {"by_op_type": by_op, "int8": n8, "float": nf, "other": no, "total": total,
             "int8_fraction": (n8 / total) if total else 0.0, "int8_nodes": int8_nodes, "float_nodes": float_nodes,
             "other_nodes": other_nodes}
+
+
+# ------------------------------------------------------------------------------------------------ weight formats
+
+_FLOAT_NAMES = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16",
+                TensorProto.DOUBLE: "fp64"}
+# QOperator / Integer ops: (weight input, its scale input or None)
+_QOP_WEIGHT = {"QLinearConv": (3, 4), "QLinearMatMul": (3, 4), "QGemm": (3, 4), "QLinearConvTranspose": (3, 4),
+               "MatMulInteger": (1, None), "ConvInteger": (1, None), "DynamicQuantizeMatMul": (1, 2),
+               "MatMulIntegerToFloat": (1, 3)}
+
+
+def tensor_nbytes(t: TensorProto) -> int:
+    """Bytes of a tensor's data as stored (int4/uint4: two per byte; packed uint8 tensors: their bytes)."""
+    n = _numel(t)
+    if t.data_type in (TensorProto.INT4, TensorProto.UINT4):
+        return (n + 1) // 2
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        itemsize = 1
+    return n * itemsize
+
+
+def _dtype_name(elem: int) -> str:
+    return _FLOAT_NAMES.get(elem) or TensorProto.DataType.Name(elem).lower()
+
+
+def _granularity(scale: TensorProto | None, block: int) -> str:
+    if block:
+        return f"block {block}"
+    return "per-tensor" if scale is None or _numel(scale) == 1 else "per-channel"
+
+
+def weight_census(model: onnx.ModelProto) -> list[dict[str, Any]]:
+    """The initializers grouped by storage format, most weights first.
+
+    Formats: "4-bit block 32" / "8-bit block 32" (MatMulNBits, GatherBlockQuantized), "int8 per-channel" /
+    "int4 block 32" / ... (DequantizeLinear and QOperator weights), "fp32" / "fp16" / "bf16" (float tensors),
+    other dtypes by name ("int64": shape constants, indices), and "quantization parameters" for scales/zero points
+    of no weight in an initializer. Each row: format, kind (block | quantized | float | other), tensors, weights
+    (logical count: a packed 4-bit byte holds two), bytes (stored), overhead_bytes (the scales/zero points serving
+    these weights), bits_per_weight ((bytes + overhead) * 8 / weights), ops (consumers), names.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    packed = packed_weights(model)
+    role: dict[str, tuple[str, str]] = {}  # tensor -> (format, kind)
+    owner: dict[str, str] = {}  # scale / zero point / g_idx tensor -> the format it serves
+    ops: dict[str, set[str]] = {}
+    for n in all_nodes(model.graph):
+        key, ins = (_dom(n), n.op_type), list(n.input)
+        for name in ins:
+            if name in inits:
+                ops.setdefault(name, set()).add(_qualified(n))
+        fmt, kind, aux = None, "", ()
+        if key in ((MS, "MatMulNBits"), (MS, "MatMulBnb4")) and len(ins) > 1 and ins[1] in packed:
+            _, bits, block = packed[ins[1]]
+            fmt, kind, w, aux = f"{bits}-bit block {block}", "block", ins[1], (2, 3, 4)
+        elif key == (MS, "GatherBlockQuantized") and ins and ins[0] in inits:
+            t = inits[ins[0]]
+            bits = packed[t.name][1] if t.name in packed else (4 if t.data_type in (TensorProto.INT4, TensorProto.UINT4)
+                                                               else 8)
+            fmt, kind, w, aux = f"{bits}-bit block {int(attr(n, 'block_size', 0))}", "block", ins[0], (2, 3)
+        elif key in _DQ and ins and ins[0] in inits and inits[ins[0]].data_type not in _FLOAT_NAMES:
+            scale = inits.get(ins[1]) if len(ins) > 1 else None
+            fmt = f"{_dtype_name(inits[ins[0]].data_type)} {_granularity(scale, int(attr(n, 'block_size', 0)))}"
+            kind, w, aux = "quantized", ins[0], (1, 2)
+        elif key[0] in ("", MS) and n.op_type in _QOP_WEIGHT:
+            wi, si = _QOP_WEIGHT[n.op_type]
+            if wi < len(ins) and ins[wi] in inits:
+                scale = inits.get(ins[si]) if si is not None and si < len(ins) else None
+                fmt = f"{_dtype_name(inits[ins[wi]].data_type)} {_granularity(scale, 0)}"
+                kind, w, aux = "quantized", ins[wi], tuple(_QPARAM_INPUTS.get(n.op_type, ()))
+        if fmt is None:
+            continue
+        role[w] = (fmt, kind)
+        for i in aux:
+            if i < len(ins) and ins[i] in inits and ins[i] != w:
+                owner.setdefault(ins[i], fmt)
+    qparams = quant_param_names(model)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(fmt: str, kind: str) -> dict[str, Any]:
+        return rows.setdefault(fmt, {"format": fmt, "kind": kind, "tensors": 0, "weights": 0, "bytes": 0,
+                                     "overhead_bytes": 0, "ops": set(), "names": []})
+
+    for t in model.graph.initializer:
+        nbytes = tensor_nbytes(t)
+        if t.name in role:
+            r = row(*role[t.name])
+            r["tensors"] += 1
+            r["weights"] += packed[t.name][0] if t.name in packed else _numel(t)
+            r["bytes"] += nbytes
+            r["names"].append(t.name)
+            r["ops"] |= ops.get(t.name, set())
+            continue
+        if t.name in owner and t.name not in role:
+            row(owner[t.name], "block")["overhead_bytes"] += nbytes  # the row exists or is filled below
+            continue
+        if t.name in qparams:
+            r = row("quantization parameters", "other")
+        elif t.data_type in _FLOAT_NAMES:
+            r = row(_FLOAT_NAMES[t.data_type], "float")
+        else:
+            r = row(_dtype_name(t.data_type), "other")
+        r["tensors"] += 1
+        r["weights"] += _numel(t)
+        r["bytes"] += nbytes
+        r["names"].append(t.name)
+        r["ops"] |= ops.get(t.name, set())
+    for fmt, kind in role.values():  # a row created by an overhead tensor first gets its real kind
+        rows[fmt]["kind"] = kind
+    out = []
+    for r in rows.values():
+        r["ops"] = sorted(r["ops"])
+        r["bits_per_weight"] = round((r["bytes"] + r["overhead_bytes"]) * 8 / r["weights"], 3) if r["weights"] else 0.0
+        out.append(r)
+    return sorted(out, key=lambda r: (-r["weights"], r["format"]))
+
+
+def weight_format_label(rows: list[dict[str, Any]]) -> str:
+    """One line naming the weight format: "int4 weight-only, block 32", "int8 per-channel", "fp16", "fp32"
+    ("+" joins several; the float format of the remaining weights is added when it is not fp32)."""
+    parts: list[str] = []
+    for r in rows:
+        if r["kind"] == "block":
+            bits, _, block = r["format"].partition("-bit block ")
+            parts.append(f"int{bits} weight-only, block {block}")
+        elif r["kind"] == "quantized":
+            parts.append(r["format"])
+    floats = [r for r in rows if r["kind"] == "float"]
+    main_float = floats[0]["format"] if floats else None  # rows are sorted by weights
+    if not parts:
+        return main_float or "none"
+    if main_float and main_float != "fp32":
+        parts.append(main_float)
+    return " + ".join(dict.fromkeys(parts))

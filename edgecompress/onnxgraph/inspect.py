@@ -1,4 +1,5 @@
-"""`inspect(path) -> InspectReport`: what an ONNX file holds (I/O, opset, ops, params, MACs, quantization, size).
+"""`inspect(path) -> InspectReport`: what an ONNX file holds (I/O, opset, ops, params, MACs, quantization, size,
+weight formats: fp32 / fp16 / int8 / 4-bit block-quantized ...).
 
 Read-only and torch-free: `edgecompress inspect` must stay fast.
 """
@@ -11,11 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from ..errors import ModelError
-from .census import MacReport, count_macs, count_params, int8_census, op_histogram, quant_state
+from .census import (
+    MacReport,
+    count_macs,
+    count_params,
+    int8_census,
+    op_histogram,
+    quant_state,
+    tensor_nbytes,
+    weight_census,
+    weight_format_label,
+)
 from .io import external_tensors, input_specs, load_model, opset_version, output_specs
 
 
@@ -42,22 +52,13 @@ class InspectReport:
     checker: str = "ok"
     notes: list[str] = field(default_factory=list)
     dim_values: dict[str, int] = field(default_factory=dict)  # symbolic dims fixed for the MAC count
+    weight_format: str = ""  # "fp32", "fp16", "int8 per-channel", "int4 weight-only, block 32", ...
+    weights: list[dict[str, Any]] = field(default_factory=list)  # census.weight_census rows
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["macs"] = self.macs.to_dict()
         return out
-
-
-def _tensor_nbytes(t: onnx.TensorProto) -> int:
-    n = int(np.prod(t.dims, dtype=np.int64)) if len(t.dims) else 1
-    try:
-        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
-    except (KeyError, TypeError, ValueError):
-        itemsize = 1
-    if t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
-        return (n + 1) // 2
-    return n * itemsize
 
 
 def _external_info(model: onnx.ModelProto, base: Path) -> list[dict[str, Any]]:
@@ -98,6 +99,9 @@ def inspect(path: str | os.PathLike[str], *, dim_values: Mapping[str, int] | Non
     state = quant_state(model)
     census = int8_census(model) if state != "none" else {}
     int8 = {k: census[k] for k in ("int8", "float", "other", "total", "int8_fraction", "by_op_type")} if census else {}
+    if census.get("other_nodes"):
+        int8["other_nodes"] = dict(census["other_nodes"])
+    weights = weight_census(model)
     size = p.stat().st_size
     opsets = {(imp.domain or "ai.onnx"): int(imp.version) for imp in model.opset_import}
     producer = " ".join(x for x in (model.producer_name, model.producer_version) if x)
@@ -106,8 +110,9 @@ def inspect(path: str | os.PathLike[str], *, dim_values: Mapping[str, int] | Non
         ir_version=int(model.ir_version), opset=opset_version(model), opsets=opsets, producer=producer,
         inputs=[s.to_dict() for s in ins], outputs=[s.to_dict() for s in outs], symbolic_dims=symbolic,
         nodes=len(model.graph.node), op_histogram=op_histogram(model), params=count_params(model),
-        params_bytes=sum(_tensor_nbytes(t) for t in model.graph.initializer), macs=macs, quantization=state,
-        int8=int8, external_data=external, checker=checker, notes=notes, dim_values=dict(dim_values or {}))
+        params_bytes=sum(tensor_nbytes(t) for t in model.graph.initializer), macs=macs, quantization=state,
+        int8=int8, external_data=external, checker=checker, notes=notes, dim_values=dict(dim_values or {}),
+        weight_format=weight_format_label(weights), weights=weights)
 
 
 def human_count(n: float) -> str:

@@ -21,7 +21,7 @@ class PackageConfig:
 
     name / version: used in the tarball's top folder (`<name>-<version>/`), the manifest and the model card.
     tolerance: sample check tolerance relative to the output scale; None = 1e-4 for float models, 2e-2 for
-        quantized ones.
+        quantized ones (int8, weight-only low-bit) and fp16/bf16 ones.
     include_types: write per-operator type information into required_operators.config (ORT type reduction).
     measure_latency: when no bench report is given and the target is host-compatible, time the model here.
         None (auto) measures only when the target has a p90 latency budget to check. Measured numbers are not

@@ -163,10 +163,14 @@ def check_integrity(m: dict[str, Any]) -> list[str]:
 
 
 def model_section(model: Any) -> dict[str, Any]:
-    """I/O signature, opsets and op census of an onnx.ModelProto (also used by verify to re-check)."""
+    """I/O signature, opsets, op census and weight format of an onnx.ModelProto (also used by verify to re-check).
+
+    `weight_format` ("int4 weight-only, block 32", "fp16", "int8 per-channel", "fp32") and `weights` (the
+    census.weight_census rows without tensor names) name how model.onnx stores its weights."""
     from ..onnxgraph import census
     from ..onnxgraph.io import input_specs, output_specs
 
+    weights = census.weight_census(model)
     return {
         "inputs": [t.to_dict() for t in input_specs(model)],
         "outputs": [t.to_dict() for t in output_specs(model)],
@@ -175,6 +179,8 @@ def model_section(model: Any) -> dict[str, Any]:
         "op_census": dict(sorted(census.op_histogram(model).items())),
         "params": int(census.count_params(model, exclude_quant_params=True)),
         "quant_state": census.quant_state(model),
+        "weight_format": census.weight_format_label(weights),
+        "weights": [{k: v for k, v in r.items() if k != "names"} for r in weights],
         "int8_census": _jsonable(census.int8_census(model)),
         "ir_version": int(model.ir_version),
         "producer": f"{model.producer_name} {model.producer_version}".strip(),

@@ -46,7 +46,8 @@ def render(m: dict[str, Any]) -> str:
         "## Metrics",
         "",
         f"- Size: model.onnx {size['onnx_mb']:.3f} MB, model.ort {size['ort_mb']:.3f} MB; "
-        f"{md['params']:,} parameters; quantization: {md['quant_state']}",
+        f"{md['params']:,} parameters; quantization: {md['quant_state']}"
+        + (f"; weights: {md['weight_format']}" if md.get("weight_format") else ""),
     ]
     if acc:
         lines.append(f"- Top-1 accuracy: {_pct(acc.get('model'))} on {acc.get('samples')} evaluation samples "

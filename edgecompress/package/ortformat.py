@@ -3,7 +3,9 @@
 `onnxruntime.tools.convert_onnx_models_to_ort` does the conversion (optimization style from the target:
 Fixed for the CPU EP, Runtime for NNAPI/CoreML). Its outputs are then made reproducible: the `.ort` bytes
 are re-serialized in a fixed order (`ortcanon`), and the config's comment header (which names temp paths)
-is rewritten to name `model.ort`.
+is rewritten to name `model.ort`. Low-bit and fp16 models: `ortlowbit` rewrites int4 tensors ORT format cannot
+hold (GatherBlockQuantized tables) into their uint8-packed form first, and reports the weight dtypes the `.ort`
+really holds (`info["weights"]`; fp16 weights widened to fp32 by the conversion are named in `info["notes"]`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..fsutil import private_tempdir
 from ..onnxgraph.runtime import make_session
 from ..targets import TargetProfile
 from .ortcanon import canonicalize
+from .ortlowbit import ort_compatible, ort_weight_dtypes, widened_note
 from .ortools import tool
 
 
@@ -41,12 +44,19 @@ def convert_to_ort(onnx_path: Path, target: TargetProfile, *, include_types: boo
     conv_mod = tool("convert_onnx_models_to_ort")
     OptimizationStyle, convert_onnx_models_to_ort = conv_mod.OptimizationStyle, conv_mod.convert_onnx_models_to_ort
 
+    import onnx
+
     style = OptimizationStyle[target.ort_optimization_style]
     platform = target_platform(target)
+    model = onnx.load(str(onnx_path))
+    ort_model, rewrites = ort_compatible(model)
     with private_tempdir("edgecompress-ort-") as work:
         src = work / "in" / "model.onnx"
         src.parent.mkdir()
-        shutil.copyfile(onnx_path, src)
+        if rewrites:
+            src.write_bytes(ort_model.SerializeToString())
+        else:
+            shutil.copyfile(onnx_path, src)
         out = work / "out"
         log = io.StringIO()
         logger = logging.getLogger("ort_format_model.utils")
@@ -70,11 +80,18 @@ def convert_to_ort(onnx_path: Path, target: TargetProfile, *, include_types: boo
         raw = orts[0].read_bytes()
         config_text = _portable_config(configs[0].read_text(encoding="utf-8"))
     ort_bytes = canonicalize(raw)
+    weights = ort_weight_dtypes(ort_bytes)
+    notes = [n for n in (widened_note(model, weights),) if n]
     info = {"tool": "onnxruntime.tools.convert_onnx_models_to_ort", "optimization_style": style.name,
             "optimization_level": "all", "target_platform": platform or "default",
             "type_reduction": include_types, "canonical_reserialization": True,
             "note": ("Runtime style: enable 'session.enable_saved_runtime_optimizations' to replay the saved "
-                     "optimizations for nodes the mobile EP does not take") if style.name == "Runtime" else ""}
+                     "optimizations for nodes the mobile EP does not take") if style.name == "Runtime" else "",
+            "weights": weights}
+    if rewrites:
+        info["rewrites"] = rewrites
+    if notes:
+        info["notes"] = notes
     return OrtConversion(ort_bytes, config_text, info)
 
 

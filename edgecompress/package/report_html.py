@@ -93,7 +93,9 @@ def render(m: dict[str, Any], *, points: list[dict[str, Any]], sensitivity: list
               else f"{acc.get('samples', 0)} eval samples" if acc else "no eval data"),
         _card("agreement with baseline", _pct(acc.get("top1_agreement")),
               f"max |Δ| {_fmt(acc.get('max_abs_error_vs_baseline'))}" if acc else ""),
-        _card("quantization", m["model"]["quant_state"], f"{m['model']['params']:,} parameters"),
+        _card("quantization", m["model"]["quant_state"],
+              f"{m['model']['params']:,} parameters"
+              + (f"; weights {m['model']['weight_format']}" if m["model"].get("weight_format") else "")),
         _card("budgets", "all met" if all(b.get("ok") is not False for b in m["budgets"].values()) else "violated",
               f"{sum(1 for b in m['budgets'].values() if b.get('ok') is not None)} checked"),
     ]
@@ -169,6 +171,13 @@ def render(m: dict[str, Any], *, points: list[dict[str, Any]], sensitivity: list
                  + f'<p class="note">opsets: {escape(json.dumps(m["model"]["opset"], sort_keys=True))}; '
                    f'ORT format: {escape(m["ort"]["optimization_style"])} optimization style, '
                    f'target platform {escape(m["ort"]["target_platform"])}</p>')
+    wrows = [[r["format"], str(r["tensors"]), f'{r["weights"]:,}', f'{r["bytes"]:,}', f'{r["overhead_bytes"]:,}',
+              f'{r["bits_per_weight"]:g}'] for r in m["model"].get("weights") or []]
+    if wrows:
+        ort_notes = [*(m["ort"].get("rewrites") or []), *(m["ort"].get("notes") or [])]
+        parts.append(f'<h2>Weights: {escape(m["model"].get("weight_format", ""))}</h2>'
+                     + _table(["format", "tensors", "weights", "bytes", "scale bytes", "bits/weight"], wrows)
+                     + "".join(f'<p class="note">{escape(n)}</p>' for n in ort_notes))
 
     # lineage
     lrows = []

@@ -140,12 +140,14 @@ def _check_model_facts(root: Path, m: dict[str, Any], failures: list[str], check
         failures.append(f"model.onnx: cannot be loaded ({exc.message})")
         return
     n0 = len(failures)
-    for key in ("inputs", "outputs", "opset", "op_census", "params", "quant_state"):
+    for key in ("inputs", "outputs", "opset", "op_census", "params", "quant_state", "weight_format"):
+        if key == "weight_format" and key not in m["model"]:  # added within schema 1; older releases lack it
+            continue
         if m["model"].get(key) != actual[key]:
             failures.append(f"manifest: model.{key} does not match model.onnx "
                             f"(manifest {json.dumps(m['model'].get(key))[:120]}, model {json.dumps(actual[key])[:120]})")
     if len(failures) == n0:
-        checks.append("manifest I/O signature, opsets and op census match model.onnx")
+        checks.append("manifest I/O signature, opsets, op census and weight format match model.onnx")
 
 
 def _check_sizes(m: dict[str, Any], listed: dict[str, Any], failures: list[str]) -> None:
