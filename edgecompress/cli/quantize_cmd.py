@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..quantize.config import ALGORITHMS as LOW_BIT_ALGORITHMS
+from ..quantize.config import BLOCK_SIZES, PRECISIONS, WEIGHTS
 from .common import compare_options, console, handle_errors, json_option, show_result, target_option
 
 
@@ -40,11 +42,29 @@ from .common import compare_options, console, handle_errors, json_option, show_r
 @click.option("--exclude", multiple=True, metavar="NODE",
               help="Keep this node in fp32 (repeatable; node names after pre-processing).")
 @click.option("--allow-slower", is_flag=True,
-              help="Write the model even if int8 measures slower than fp32 on this machine (else exit 1).")
+              help="Write the model even if it measures slower than fp32 on this machine (else exit 1).")
+@click.option("--weights", type=click.Choice(WEIGHTS), default="int8", show_default=True,
+              help="int8: weights and activations (the options above). int4: weight-only 4-bit MatMul/Gemm weights "
+                   "and embedding tables (ONNX Runtime's MatMulNBits / GatherBlockQuantized) for transformers and "
+                   "language models; activations float or int8 inside the kernel, whichever is faster here.")
+@click.option("--block-size", type=click.Choice([str(b) for b in BLOCK_SIZES]), default=None,
+              help="int4: weights per scale along K. Default: 32, 64 and 128 are tried, chosen by fidelity and speed.")
+@click.option("--symmetric/--asymmetric", "symmetric", default=None,
+              help="int4: symmetric blocks (no zero points) or asymmetric. Default: both tried.")
+@click.option("--algorithm", type=click.Choice(LOW_BIT_ALGORITHMS), default="auto", show_default=True,
+              help="int4 rounding: rtn (round to nearest), clip (activation-weighted clipping search), gptq "
+                   "(GPTQ error feedback through each layer's input Hessian); auto: best held-out fidelity.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="int8", show_default=True,
+              help="fp16: weights and compute in float16 (risky ops kept fp32), for targets whose profile lists "
+                   "fp16 (ARMv8.2+); parity is checked under arm64 emulation when it is set up.")
+@click.option("--speed-data", default=None, metavar="DATA",
+              help="The feed speed is measured on (its first sample); default: the first --eval sample. For a "
+                   "language model, a one-token decode step.")
 @json_option
 @handle_errors
-def quantize_cmd(model, calibration, out, target, eval_data, metric, detection, state, max_drop, mode, method, per_channel, fmt,
-                 activation_type, exclude, allow_slower, as_json):
+def quantize_cmd(model, calibration, out, target, eval_data, metric, detection, state, max_drop, mode, method,
+                 per_channel, fmt, activation_type, exclude, allow_slower, weights, block_size, symmetric, algorithm,
+                 precision, speed_data, as_json):
     """Quantize MODEL.onnx to int8 with calibration data.
 
     \b
@@ -62,9 +82,11 @@ def quantize_cmd(model, calibration, out, target, eval_data, metric, detection, 
 
     cfg = QuantizeConfig(mode=mode, method=method, per_channel=per_channel, format=fmt,
                          activation_type=activation_type, metric=metric, detection=detection, state=tuple(state),
-                         max_drop=max_drop, exclude=tuple(exclude),
-                         allow_slower=allow_slower)
-    result = quantize(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target)
+                         max_drop=max_drop, exclude=tuple(exclude), allow_slower=allow_slower, weights=weights,
+                         block_size=int(block_size or 0), symmetric=symmetric, algorithm=algorithm,
+                         precision=precision)
+    result = quantize(model, cfg, out=out, calibration=calibration, eval_data=eval_data, target=target,
+                      speed_data=speed_data)
     show_result(result, as_json, _print)
 
 
@@ -72,6 +94,8 @@ def _print(result) -> None:
     from rich.table import Table
 
     r = result.report
+    if getattr(r, "mode", "") == "weight-only":
+        return _print_weight_only(result)
     t = Table(title=f"quantized -> {result.artifact.path}", show_header=False)
     t.add_column("", style="bold")
     t.add_column("")
@@ -102,6 +126,36 @@ def _print(result) -> None:
     t.add_row("size", f"{r.size_mb['fp32']:.2f} MB -> {r.size_mb['int8']:.2f} MB")
     for fb in r.fallbacks:
         t.add_row("fallback", fb)
+    for n in r.notes:
+        t.add_row("note", n)
+    console().print(t)
+
+
+def _print_weight_only(result) -> None:
+    from rich.table import Table
+
+    r = result.report
+    t = Table(title=f"weight-only {r.weights} -> {result.artifact.path}", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    t.add_row("weights", f"{r.weights} {r.algorithm}, block {r.block_size}, "
+                         f"{'symmetric' if r.symmetric else 'asymmetric'} ({r.algorithm_reason})")
+    t.add_row("activations", r.activations)
+    ly = r.layers
+    t.add_row("layers", f"{ly['int4']} int4, {ly['int8']} int8 fallback, {len(ly['kept_float'])} left float; "
+                        f"{r.embeddings['int4']} embedding table(s) int4")
+    le = r.layer_error
+    t.add_row("layer error", f"mean relative output error {le['mean_rel_output_error']:.5f} "
+                             f"(rtn: {le['mean_rel_output_error_rtn']:.5f}) on calibration data")
+    wb = r.weight_bytes
+    t.add_row("weight bytes", f"{wb['fp32'] / 2**20:.2f} MB -> {wb['quantized'] / 2**20:.2f} MB ({wb['ratio']:.3f}x)")
+    f = r.fidelity
+    t.add_row("fidelity", f"worst output {f.get('output', '-')}: {f['metric']} vs {f['against']}: fp32 "
+                          f"{f['fp32']:.4f}, {r.weights} {f['int8']:.4f}, drop {f['drop']:.4f} on {r.fidelity_data}")
+    s = r.speed
+    t.add_row("speed", f"{s['speedup']:.2f}x vs fp32 ({s['fp32_ms']:.2f} -> {s['int4_ms']:.2f} ms, "
+                       f"{s['threads']} thread(s), side by side)" if s.get("measured") else s.get("note", "-"))
+    t.add_row("size", f"{r.size_mb['fp32']:.2f} MB -> {r.size_mb['int4']:.2f} MB")
     for n in r.notes:
         t.add_row("note", n)
     console().print(t)

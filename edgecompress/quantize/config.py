@@ -11,6 +11,10 @@ MODES = ("auto", "static", "dynamic")
 METHODS = ("auto", "minmax", "percentile", "entropy", "histogram")
 FORMATS = ("auto", "qdq", "qoperator")
 ACTIVATION_TYPES = ("auto", "uint8", "int8")
+WEIGHTS = ("int8", "int4")
+PRECISIONS = ("int8", "fp16")
+ALGORITHMS = ("auto", "rtn", "clip", "gptq")
+BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -35,6 +39,11 @@ class QuantizeConfig:
     max_drop: largest drop accepted on the worst output before nodes fall back to fp32 (0.01 = 1 %).
     exclude: node names kept in fp32.
     allow_slower: write the model even if int8 measures slower than fp32 on the host.
+    weights: int8 (weights and activations, the modes above) or int4 (weight-only 4-bit MatMul/Gemm weights and
+      embeddings, ORT's MatMulNBits; activations float or int8 in the kernel, chosen by speed).
+    block_size / symmetric / algorithm: int4 only; 0 / None / auto = chosen by measured fidelity and speed.
+    precision: int8 (the above) or fp16 (weights and compute in float16, risky ops kept fp32; ARM targets with
+      fp16 in their profile).
     """
 
     mode: str = "auto"
@@ -48,6 +57,11 @@ class QuantizeConfig:
     max_drop: float = 0.01
     exclude: tuple[str, ...] = ()
     allow_slower: bool = False
+    weights: str = "int8"
+    block_size: int = 0
+    symmetric: bool | None = None
+    algorithm: str = "auto"
+    precision: str = "int8"
 
     def __post_init__(self) -> None:
         _one_of("mode", self.mode, MODES)
@@ -69,12 +83,38 @@ class QuantizeConfig:
         object.__setattr__(self, "exclude", ex)
         if not isinstance(self.allow_slower, bool):
             raise ConfigError(f"allow_slower must be true or false, got {self.allow_slower!r}")
+        self._check_low_bit()
         if self.mode == "dynamic" and self.method not in ("auto", "minmax"):
             raise ConfigError(f"method {self.method!r} needs calibration; mode 'dynamic' computes activation ranges "
                               "at run time (use method auto or static mode)")
         if self.mode == "dynamic" and self.activation_type == "int8":
             raise ConfigError("activation_type int8 is not available in mode 'dynamic' (ORT's dynamic "
                               "quantization uses uint8 activations)")
+
+    def _check_low_bit(self) -> None:
+        _one_of("weights", self.weights, WEIGHTS)
+        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("algorithm", self.algorithm, ALGORITHMS)
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) \
+                or (self.block_size and self.block_size not in BLOCK_SIZES):
+            raise ConfigError(f"block_size must be 0 (auto) or one of {', '.join(map(str, BLOCK_SIZES))} (a power "
+                              f"of two that MatMulNBits supports), got {self.block_size!r}")
+        if self.symmetric is not None and not isinstance(self.symmetric, bool):
+            raise ConfigError(f"symmetric must be true, false or unset (chosen by measurement), got "
+                              f"{self.symmetric!r}")
+        int4_only = [k for k, v, d in (("block_size", self.block_size, 0), ("symmetric", self.symmetric, None),
+                                       ("algorithm", self.algorithm, "auto")) if v != d]
+        if self.weights != "int4" and int4_only:
+            raise ConfigError(f"{', '.join(int4_only)} apply to weights int4 only (got weights {self.weights!r})")
+        int8_only = [k for k, v in (("mode", self.mode), ("method", self.method), ("format", self.format),
+                                    ("activation_type", self.activation_type)) if v != "auto"]
+        if self.per_channel is not None:
+            int8_only.append("per_channel")
+        if (self.weights == "int4" or self.precision == "fp16") and int8_only:
+            what = "weights int4" if self.weights == "int4" else "precision fp16"
+            raise ConfigError(f"{', '.join(int8_only)} apply to int8 only, not to {what}")
+        if self.precision == "fp16" and self.weights == "int4":
+            raise ConfigError("precision fp16 and weights int4 are two different formats: pick one")
 
     @property
     def compare(self) -> CompareConfig:

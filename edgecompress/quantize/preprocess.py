@@ -39,7 +39,14 @@ class PreprocessResult:
     model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)  # the model at `path`, loaded
 
 
+LOW_BIT_OPS = ("MatMulNBits", "GatherBlockQuantized", "MatMulBnb4", "MatMulFpQ4")
+
+
 def check_not_quantized(model: onnx.ModelProto, origin: str) -> None:
+    low = sorted({n.op_type for n in all_nodes(model.graph) if n.op_type in LOW_BIT_OPS})
+    if low:
+        raise ModelError(f"model {origin} is already quantized (block-quantized weights: {', '.join(low)}); "
+                         "quantize the float model instead", hint="pass the fp32 model that was exported or pruned")
     state = quant_state(model)
     if state != "none":
         ops = [op for op in op_histogram(model) if any(k in op for k in ("Quantize", "QLinear", "Integer", "QGemm",

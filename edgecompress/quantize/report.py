@@ -39,3 +39,31 @@ class QuantizeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
+
+
+@dataclass(frozen=True)
+class WeightOnlyReport:
+    """What `quantize --weights int4` decided and measured (weight-only; activations float or int8 in-kernel)."""
+
+    weights: str  # int4
+    algorithm: str  # rtn | clip | gptq
+    algorithm_reason: str
+    block_size: int
+    symmetric: bool
+    activations: str
+    layers: dict[str, Any]  # int4 / int8 counts, kept_float {node: reason}, int8_layers
+    layer_error: dict[str, Any]  # relative output error per layer on calibration data (chosen vs rtn)
+    embeddings: dict[str, Any]  # Gather tables at 4 bits
+    weight_bytes: dict[str, Any]  # fp32 / quantized bytes of the MatMul/Gemm weights
+    fidelity: dict[str, Any]
+    fidelity_data: str
+    speed: dict[str, Any]  # fp32_ms, int4_ms, speedup (side by side), feed shapes
+    calibration: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    size_mb: dict[str, float] = field(default_factory=dict)
+    target: str = ""
+    mode: str = "weight-only"
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)

@@ -74,6 +74,7 @@ class _Run:
     rounding: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     counter: int = 0
+    speed_feed: dict[str, Any] | None = None  # the feed speed is measured on (default: the first evaluation one)
 
     # ------------------------------------------------------------------------------------------ helpers
     @cached_property
@@ -136,7 +137,7 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
     fid = run.evaluate(best, full=True)
     speed: dict[str, Any] = {"measured": False, "threads": run.threads}
     excl_cost = None
-    feed = next(iter(run.fid_data))
+    feed = run.speed_feed if run.speed_feed is not None else next(iter(run.fid_data))
     if is_host_compatible(tgt):
         models = {"fp32": run.src, "int8": best.path}
         if base_no_excl is not None:

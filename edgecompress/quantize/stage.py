@@ -25,6 +25,7 @@ from ..onnxgraph.io import external_tensors, input_specs, load_model
 from ..targets import get_target
 from .config import QuantizeConfig
 from .equalize import equalize, has_depthwise
+from .lowbit import quantize_weight_only
 from .preprocess import check_has_compute, check_not_quantized, prepare
 from .report import QuantizeReport
 from .run import MATMUL_DOMINATED, _Run
@@ -83,8 +84,10 @@ def _check_excludes(cfg: QuantizeConfig, model: onnx.ModelProto) -> None:
 
 
 def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.PathLike[str], calibration: Any,
-             eval_data: Any = None, target: Any = None) -> StageResult:
-    """Quantize an ONNX model to int8 (see QuantizeConfig); returns the new artifact and a QuantizeReport."""
+             eval_data: Any = None, target: Any = None, speed_data: Any = None) -> StageResult:
+    """Quantize an ONNX model to int8, or its weights to int4 (see QuantizeConfig); returns the new artifact and a
+    QuantizeReport (WeightOnlyReport for int4). `speed_data`: the feed speed is measured on (its first sample;
+    default: the first evaluation sample), e.g. a one-token decode step of a language model."""
     cfg = config if config is not None else QuantizeConfig()
     tgt = get_target(target)
     src, art = _model_path(model)
@@ -94,7 +97,8 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
     if Path(out).resolve() == src.resolve():
         raise ConfigError("out must differ from the input model (inputs are never modified)")
     check_not_quantized(m, str(src))
-    check_has_compute(m, str(src))
+    if cfg.weights != "int4":
+        check_has_compute(m, str(src))
     specs = input_specs(m)
     calib = load_data(calibration, what="calibration data").validated(specs, what="calibration data")
     notes = list(calib.notes)
@@ -110,14 +114,22 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
             fid_data = calib
             fid_note = f"the {calib.n} calibration samples themselves (too few to hold some out; no --eval given)"
             notes.append("fidelity measured on the calibration samples: pass --eval for an independent check")
+    speed_feed = None
+    if speed_data is not None:
+        speed_feed = next(iter(load_data(_absolute(speed_data), what="speed data").validated(specs,
+                                                                                            what="speed data")))
     src = src.resolve()
     with private_tempdir("edgecompress-quantize-") as work, working_directory(work):
         # ORT's quantizer writes `<model>-inferred.onnx` beside the model path it is given: give it a private copy
         run = _Run(cfg, tgt, _private_copy(src, work / "input"), work, calib, fid_data, fid_note, notes=notes)
+        run.speed_feed = speed_feed
         with contextlib.redirect_stdout(sys.stderr), _quiet_ort_logging():  # ORT prints progress on stdout
-            report, final = _execute(run, m)
+            if cfg.weights == "int4":
+                report, final = quantize_weight_only(run, m, speed_feed)
+            else:
+                report, final = _execute(run, m)
         if report.speed.get("measured") and report.speed["speedup"] < SLOWER and not cfg.allow_slower:
-            raise BudgetError(f"int8 model is slower than fp32 on this machine ({report.speed['speedup']:.2f}x, "
+            raise BudgetError(f"{cfg.weights} model is slower than fp32 on this machine ({report.speed['speedup']:.2f}x, "
                               f"measured side by side); nothing written",
                               hint="pass --allow-slower to write it anyway", report=report.to_dict())
         atomic_copy(final, out)
