@@ -242,6 +242,7 @@ class FeedData:
             for key, arr in feed.items():
                 name = rename.get(key, key)
                 _check_array(src, i, name, arr, specs[name], casts)
+            _check_not_all_empty(src, i, feed)
         base = self
 
         def gen() -> Iterator[Feed]:
@@ -272,11 +273,21 @@ def _check_array(src: str, i: int, name: str, arr: np.ndarray, spec: TensorSpec,
         if isinstance(dim, int) and dim > 0 and got != dim:
             raise DataError(f"{src}: input {name!r} sample {i} has shape {list(arr.shape)}, expected "
                             f"{list(spec.shape)} (axis {axis}: {got} != {dim})")
-    if arr.size == 0:
+    if arr.size == 0 and not all(isinstance(dim, str) or dim is None or dim == 0
+                                 for got, dim in zip(arr.shape, spec.shape, strict=False) if got == 0):
         raise DataError(f"{src}: input {name!r} sample {i} is empty (shape {list(arr.shape)})")
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "Inf"
         raise DataError(f"{src}: input {name!r} sample {i} contains {bad}; expected finite values")
+
+
+def _check_not_all_empty(src: str, i: int, feed: Feed) -> None:
+    """A zero-length dynamic axis is data (an empty KV cache beside the tokens), but only beside a non-empty input:
+    a feed with nothing in it, or a single-input model fed an empty array, is an error."""
+    empty = [k for k, a in feed.items() if np.asarray(a).size == 0]
+    if empty and len(empty) == len(feed):
+        k = empty[0]
+        raise DataError(f"{src}: input {k!r} sample {i} is empty (shape {list(np.shape(feed[k]))})")
 
 
 # loaders ------------------------------------------------------------------------------------------------

@@ -188,6 +188,18 @@ def test_validation_casts_same_kind_and_renames_single_input(tmp_path):
     assert ids.validated([TensorSpec("ids", (1, 1, "s"), np.dtype(np.int64))]).feeds()[0]["ids"].dtype == np.int64
 
 
+def test_an_empty_dynamic_axis_beside_real_data_is_accepted():
+    """An empty KV cache (dynamic length 0) is data beside the tokens; the same cache alone is not."""
+    specs = [TensorSpec("ids", (1, "seq"), np.dtype(np.int64)), TensorSpec("past", (1, 2, "past", 4), np.dtype(F32))]
+    ok = FeedData.from_arrays({"ids": np.ones((3, 5), np.int64), "past": np.zeros((3, 2, 0, 4), F32)})
+    assert len(list(ok.validated(specs))) == 3
+    both_empty = FeedData.from_arrays({"ids": np.ones((3, 0), np.int64), "past": np.zeros((3, 2, 0, 4), F32)})
+    with pytest.raises(DataError, match="is empty"):
+        list(both_empty.validated(specs))
+    static = [TensorSpec("ids", (1, "seq"), np.dtype(np.int64)), TensorSpec("past", (1, 2, 0, 4), np.dtype(F32))]
+    assert len(list(ok.validated(static))) == 3  # a declared 0 matches
+
+
 def test_empty_and_labels_length(tmp_path):
     with pytest.raises(DataError, match="empty"):
         _npz(tmp_path, input=np.zeros((0, 1, 28, 28), F32))
