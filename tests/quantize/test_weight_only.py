@@ -90,3 +90,35 @@ def test_packed_size_is_what_the_file_holds():
     b, scales, zp = wo.pack(bq)
     assert bq.nbytes == b.nbytes + scales.nbytes + zp.nbytes
     assert b.nbytes == 256 * 128 // 2
+
+
+def test_layer_statistics_stream_in_bounded_memory(tmp_path):
+    """GPTQ's E[x x^T] is accumulated sample by sample: 8x more calibration samples take no more memory."""
+    import tracemalloc
+
+    import onnx
+    import torch
+    from quantize_helpers import export
+
+    from edgecompress.data import load_data
+    from edgecompress.quantize.lowbit_graph import find_layers, hessians
+    from examples.zoo import MLP
+
+    torch.manual_seed(0)
+    path = export(MLP(hidden=128), tmp_path / "mlp.onnx")
+    model = onnx.load(str(path))
+    layers, _ = find_layers(model)
+    cal = np.load(DATA / "mnist_calibration.npz")["input"]
+    peaks, results = [], []
+    for n in (32, 256):
+        np.savez(tmp_path / f"c{n}.npz", input=cal[:n])
+        data = load_data(tmp_path / f"c{n}.npz")
+        tracemalloc.start()
+        h, stats = hessians(model, layers, data, threads=1)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        results.append(h)
+        assert stats["rows"] == n
+    assert peaks[1] < 1.3 * peaks[0], peaks
+    x = cal[:256].reshape(256, -1).astype(np.float64)
+    assert any(v.shape == (784, 784) and np.allclose(v, x.T @ x / 256) for v in results[1].values())
