@@ -92,10 +92,14 @@ class Comparison:
 
 
 def _rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """One output's samples as float64 rows: a scalar is one row, an array gives one row per first-axis entry."""
+    """One output's samples as float64 rows: a scalar is one row, an array gives one row per first-axis entry.
+    Samples of different shapes (sequences of different lengths) become one row of all their values."""
     if not arrays:
         return np.zeros((0, 0))
-    return np.concatenate([np.asarray(x, dtype=np.float64).reshape(len(x) if np.ndim(x) else 1, -1) for x in arrays])
+    rows = [np.asarray(x, dtype=np.float64).reshape(len(x) if np.ndim(x) else 1, -1) for x in arrays]
+    if len({r.shape[1] for r in rows}) > 1:
+        return np.concatenate([r.ravel() for r in rows])[None, :]
+    return np.concatenate(rows)
 
 
 def compare_outputs(ref: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[np.ndarray]], names: Sequence[str],
