@@ -21,4 +21,4 @@ def test_outputs_of_different_lengths_are_compared_value_by_value():
 def test_equal_shapes_still_give_top1_per_row():
     ref = [[np.array([[0.1, 0.9, 0.0]]), np.array([[0.8, 0.1, 0.1]])]]
     got = [[np.array([[0.1, 0.9, 0.0]]), np.array([[0.1, 0.8, 0.1]])]]
-    assert compare_outputs(ref, got, ["logits"]).outputs[0].top1 == 0.5
+    assert compare_outputs(ref, got, ["logits"]).outputs[0].top1_agreement == 0.5
