@@ -32,6 +32,7 @@ else:  # pragma: no cover
 DATA_KEYS = ("train", "val", "calibration", "eval")
 TORCH_STAGES = ("train", "distill", "export")
 _FILE_FIELDS = ("weights", "_path", "_file")  # str fields naming an input file: resolved and checked
+# (unless the config lists the field in its NOT_FILES, as [quantize] weights = "int4", a format)
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,11 @@ def _resolve_data(value: str, base_dir: Path, key: str) -> str:
 def _resolve_config_paths(cfg: Any, base_dir: Path, section: str) -> Any:
     """Fields that name input files (Path-typed, or 'file.py:function' strings) are resolved and must exist."""
     changes: dict[str, Any] = {}
+    not_files = getattr(type(cfg), "NOT_FILES", ())
     for name, _tp in field_types(type(cfg)).items():
         value = getattr(cfg, name)
+        if name in not_files:
+            continue
         if isinstance(value, Path) and name not in ("out", "output", "output_dir"):
             changes[name] = Path(_resolve_file(str(value), base_dir, f"{section}.{name}"))
         elif isinstance(value, str) and value and name.endswith(_FILE_FIELDS):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import ConfigError
 from ..fidelity.config import CompareConfig, state_tuple
@@ -45,6 +46,8 @@ class QuantizeConfig:
     precision: int8 (the above) or fp16 (weights and compute in float16, risky ops kept fp32; ARM targets with
       fp16 in their profile).
     """
+
+    NOT_FILES: ClassVar[tuple[str, ...]] = ("weights",)  # a format, although its name ends like a file field's
 
     mode: str = "auto"
     method: str = "auto"

@@ -53,6 +53,14 @@ def test_base_recipe_maps_tables_onto_configs(tmp_path):
     assert r.target.is_host
 
 
+def test_quantize_weights_is_a_format_not_a_file(tmp_path):
+    """[quantize] weights = "int4" names a format (fields ending in _weights, like teacher_weights, are files)."""
+    r = parse_recipe(with_("quantize.weights", "int4"), base_dir=tmp_path)
+    assert r.config("quantize").weights == "int4"
+    with pytest.raises(ConfigError, match="weights must be one of int8, int4"):
+        parse_recipe(with_("quantize.weights", "int3"), base_dir=tmp_path)
+
+
 @pytest.mark.parametrize("path, value, match", [
     ("quantize.calibrate_with", 3, r"unknown key quantize\.calibrate_with.*allowed: mode, method"),
     ("export.input", ["x:1"], r"unknown key export\.input\b.*allowed: inputs"),
