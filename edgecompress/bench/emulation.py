@@ -213,3 +213,28 @@ def _fake_cpu(root: Path) -> None:
     for name, value in (("possible", f"0-{FAKE_CPUS - 1}"), ("present", f"0-{FAKE_CPUS - 1}"),
                         ("online", f"0-{FAKE_CPUS - 1}"), ("kernel_max", "255")):
         (cpu / name).write_text(value + "\n")
+
+
+def emulated_outputs(model_path: str | os.PathLike[str], feeds: list[dict], *, threads: int = 1,
+                     graph_optimization: str = "all", timeout_s: float = 1800.0) -> list[dict]:
+    """Run `model_path` on every feed under qemu-user (the aarch64 onnxruntime wheel, CPU EP) with the bench
+    runner and read its outputs back: one dict output name -> array per feed, in the model's output order."""
+    import numpy as np
+
+    from ..fsutil import private_tempdir
+    from .core import _load_outputs
+    from .transport import EmulatedTransport, stage_runner
+
+    transport = EmulatedTransport(timeout_s)  # UnsupportedError when the root or qemu is missing
+    with private_tempdir("edgecompress-emu-") as staging:
+        stage_runner(staging)
+        os.symlink(Path(model_path).resolve(), staging / "model.onnx")
+        np.savez(staging / "feeds.npz", **{f"{k}/{name}": np.asarray(v) for k, feed in enumerate(feeds)
+                                           for name, v in feed.items()})
+        job = {"mode": "single", "models": ["model.onnx"], "threads": threads, "providers": ["CPUExecutionProvider"],
+               "graph_optimization": graph_optimization, "warmup": 0, "runs": 0, "feeds": "feeds.npz",
+               "outputs": "outputs.npz", "coverage": False, "emulated": True}
+        (staging / "job.json").write_text(json.dumps(job))
+        transport.run(staging, "job.json")
+        names, per_output = _load_outputs(staging / "outputs.npz")
+    return [{n: per_output[i][k] for i, n in enumerate(names)} for k in range(len(feeds))]

@@ -173,3 +173,13 @@ def parse_shape_spec(spec: str) -> tuple[str, tuple[int | str, ...], str]:
     except TypeError:
         raise ConfigError(f"--input {spec!r}: unknown dtype {dtype!r}; e.g. float32, int64") from None
     return name, tuple(dims), dtype
+
+
+def kv_table(title: str):
+    """A two-column rich table (bold key, value) without a header: the shape of every command's summary."""
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    return t

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import console, handle_errors, json_option, show_result, target_option
+from .common import console, handle_errors, json_option, kv_table, show_result, target_option
 
 
 @click.command("package", context_settings={"max_content_width": 110})
@@ -80,13 +80,9 @@ def _load_bench(path: str) -> dict:
 
 
 def _print(result) -> None:
-    from rich.table import Table
-
     r = result.report
     m = r.metrics
-    t = Table(title=f"release -> {r.release}", show_header=False)
-    t.add_column("", style="bold")
-    t.add_column("")
+    t = kv_table(f"release -> {r.release}")
     t.add_row("tarball", f"{r.tarball} (sha256 {r.tarball_sha256[:16]}...)" if r.tarball else "not written")
     t.add_row("size", f"model.onnx {m['size']['onnx_mb']:.3f} MB, model.ort {m['size']['ort_mb']:.3f} MB")
     lat = m["latency"]

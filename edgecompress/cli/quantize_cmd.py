@@ -6,7 +6,7 @@ import click
 
 from ..quantize.config import ALGORITHMS as LOW_BIT_ALGORITHMS
 from ..quantize.config import BLOCK_SIZES, PRECISIONS, WEIGHTS
-from .common import compare_options, console, handle_errors, json_option, show_result, target_option
+from .common import compare_options, console, handle_errors, json_option, kv_table, show_result, target_option
 
 
 @click.command("quantize", context_settings={"max_content_width": 110})
@@ -91,14 +91,12 @@ def quantize_cmd(model, calibration, out, target, eval_data, metric, detection, 
 
 
 def _print(result) -> None:
-    from rich.table import Table
-
     r = result.report
     if getattr(r, "mode", "") == "weight-only":
         return _print_weight_only(result)
-    t = Table(title=f"quantized -> {result.artifact.path}", show_header=False)
-    t.add_column("", style="bold")
-    t.add_column("")
+    if getattr(r, "mode", "") == "fp16":
+        return _print_fp16(result)
+    t = kv_table(f"quantized -> {result.artifact.path}")
     t.add_row("mode", f"{r.mode} ({r.mode_reason})")
     t.add_row("format / types", f"{r.format}, activations {r.activation_type}, weights {r.weight_type}, "
                                 f"{'per-channel' if r.per_channel else 'per-tensor'}"
@@ -132,12 +130,8 @@ def _print(result) -> None:
 
 
 def _print_weight_only(result) -> None:
-    from rich.table import Table
-
     r = result.report
-    t = Table(title=f"weight-only {r.weights} -> {result.artifact.path}", show_header=False)
-    t.add_column("", style="bold")
-    t.add_column("")
+    t = kv_table(f"weight-only {r.weights} -> {result.artifact.path}")
     t.add_row("weights", f"{r.weights} {r.algorithm}, block {r.block_size}, "
                          f"{'symmetric' if r.symmetric else 'asymmetric'} ({r.algorithm_reason})")
     t.add_row("activations", r.activations)
@@ -156,6 +150,27 @@ def _print_weight_only(result) -> None:
     t.add_row("speed", f"{s['speedup']:.2f}x vs fp32 ({s['fp32_ms']:.2f} -> {s['int4_ms']:.2f} ms, "
                        f"{s['threads']} thread(s), side by side)" if s.get("measured") else s.get("note", "-"))
     t.add_row("size", f"{r.size_mb['fp32']:.2f} MB -> {r.size_mb['int4']:.2f} MB")
+    for n in r.notes:
+        t.add_row("note", n)
+    console().print(t)
+
+
+def _print_fp16(result) -> None:
+    r = result.report
+    c = r.conversion
+    t = kv_table(f"fp16 for {r.target} -> {result.artifact.path}")
+    t.add_row("converted", f"{c['converted_nodes']} node(s) in fp16, {len(c['kept_nodes'])} kept in fp32")
+    for reason, ops in c["kept_ops"].items():
+        t.add_row(f"  kept ({reason})", ", ".join(f"{k} x{v}" for k, v in ops.items()))
+    for p in c["parity"]:
+        t.add_row(f"  {p['output']} ({p['where']})", f"max rel error {p['max_rel']:.2e}, max abs {p['max_abs']:.2e}, "
+                                                   f"cosine {p['cosine']:.6f}")
+    t.add_row("judged", f"worst max rel error {c['worst_rel']:.2e} on {c['judged_on']} (threshold {c['threshold']})")
+    f = r.fidelity
+    t.add_row("fidelity", f"worst output {f.get('output', '-')}: {f['metric']} drop {f['drop']:.4f} on "
+                          f"{r.fidelity_data}")
+    t.add_row("size", f"{r.size_mb['fp32']:.2f} MB -> {r.size_mb['fp16']:.2f} MB")
+    t.add_row("speed", r.speed.get("note", "-"))
     for n in r.notes:
         t.add_row("note", n)
     console().print(t)

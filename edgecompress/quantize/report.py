@@ -67,3 +67,21 @@ class WeightOnlyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
+
+
+@dataclass(frozen=True)
+class Fp16Report:
+    """What `quantize --precision fp16` kept in fp32 and measured (quantize/fp16.py's Fp16Result, plus the
+    held-out comparison on this machine)."""
+
+    target: str
+    conversion: dict[str, Any]  # Fp16Result.to_dict(): kept nodes / ops with reasons, parity per output and where
+    fidelity: dict[str, Any]  # held-out comparison with fp32 on this machine (ORT's CPU EP)
+    fidelity_data: str
+    speed: dict[str, Any]
+    size_mb: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    mode: str = "fp16"
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)

@@ -17,18 +17,18 @@ import onnx
 
 from ..artifact import ModelArtifact, StageResult
 from ..data import load_data
-from ..errors import BudgetError, ConfigError
-from ..fidelity import holdout, resolve_state
-from ..fsutil import atomic_copy, check_output_path, private_tempdir, working_directory
+from ..errors import BudgetError, ConfigError, TargetError
+from ..fidelity import holdout, judge, resolve_state
+from ..fsutil import atomic_copy, check_output_path, file_size_mb, private_tempdir, working_directory
 from ..onnxgraph.census import count_macs
-from ..onnxgraph.io import external_tensors, input_specs, load_model
+from ..onnxgraph.io import external_tensors, input_specs, load_model, save_model
 from ..targets import get_target
 from .config import QuantizeConfig
 from .equalize import equalize, has_depthwise
 from .lowbit import quantize_weight_only
 from .preprocess import check_has_compute, check_not_quantized, prepare
-from .report import QuantizeReport
-from .run import MATMUL_DOMINATED, _Run
+from .report import Fp16Report, QuantizeReport
+from .run import MATMUL_DOMINATED, _fidelity_dict, _Run
 from .select import choose
 from .smooth import smooth_streams
 from .smooth_inputs import smooth_matmul_inputs
@@ -97,6 +97,10 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
     if Path(out).resolve() == src.resolve():
         raise ConfigError("out must differ from the input model (inputs are never modified)")
     check_not_quantized(m, str(src))
+    if cfg.precision == "fp16" and "fp16" not in tgt.isa:
+        raise TargetError(f"precision fp16 is for targets that run float16 fast (ARMv8.2+ with fp16 in the "
+                          f"profile's isa); target {tgt.name} lists {', '.join(tgt.isa) or 'no ISA features'}",
+                          hint="pass --target for the device (e.g. rpi5-cortex-a76, android-arm64), or use int8")
     if cfg.weights != "int4":
         check_has_compute(m, str(src))
     specs = input_specs(m)
@@ -126,6 +130,8 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
         with contextlib.redirect_stdout(sys.stderr), _quiet_ort_logging():  # ORT prints progress on stdout
             if cfg.weights == "int4":
                 report, final = quantize_weight_only(run, m, speed_feed)
+            elif cfg.precision == "fp16":
+                report, final = _fp16(run, m)
             else:
                 report, final = _execute(run, m)
         if report.speed.get("measured") and report.speed["speedup"] < SLOWER and not cfg.allow_slower:
@@ -188,3 +194,25 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
     return choose(run, share)
 
 
+
+
+def _fp16(run: _Run, model: onnx.ModelProto) -> tuple[Fp16Report, Path]:
+    """fp16 weights and compute (quantize/fp16.py: risky ops kept fp32 by rule, measured range and measured error;
+    parity judged under arm64 emulation when it is set up), then the held-out comparison on this machine."""
+    from .fp16 import convert_fp16
+
+    m16, res = convert_fp16(model, run.calib.feeds(), threshold=max(run.cfg.max_drop, 1e-6))
+    final = run.work / "fp16.onnx"
+    save_model(m16, final)
+    run.state = resolve_state(run.cfg.compare, run.src, run.threads)
+    ref = run.outputs(run.src, run.fid_data, "fp32")
+    fid = judge(ref, run.outputs(final, run.fid_data, "fp16"), run.cfg.compare, labels=run.fid_data.labels,
+                state=run.state)
+    speed = {"measured": False, "threads": run.threads,
+             "note": f"fp16 speed is the target's ({run.target.name}): this machine's CPU runs fp16 graphs through "
+                     "fp32 kernels; time it with `edgecompress bench --remote` on the device"}
+    return Fp16Report(target=run.target.name, conversion=res.to_dict(), fidelity=_fidelity_dict(fid),
+                      fidelity_data=run.fid_note + " (this machine's CPU EP: weight rounding, fp32 arithmetic)",
+                      speed=speed, size_mb={"fp32": round(file_size_mb(run.src), 3),
+                                            "fp16": round(file_size_mb(final), 3)},
+                      notes=run.notes + list(res.notes)), final

@@ -87,6 +87,8 @@ def test_bad_input_exits_2_with_one_line(mlp_onnx, mnist_small, tmp_path):
         "already": ([str(int4), "--weights", "int4"], "already quantized"),
         "int8 flag": ([str(mlp_onnx), "--weights", "int4", "--mode", "static"], "int8 only"),
         "int4 flag": ([str(mlp_onnx), "--block-size", "32"], "int4 only"),
+        "fp16 on x86": ([str(mlp_onnx), "--precision", "fp16", "--target", "host"], "precision fp16 is for targets"),
+        "fp16 and int4": ([str(mlp_onnx), "--precision", "fp16", "--weights", "int4"], "pick one"),
     }
     for name, (args, needle) in cases.items():
         res = _invoke(["quantize", *args, "--calibration", str(mnist_small["calib"]), "--out", str(out)], cwd)
