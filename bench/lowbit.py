@@ -131,9 +131,14 @@ def bench_decoder(d: Path, work: Path, max_drop: str) -> dict[str, Any]:
     t = time_side_by_side(variants, step, threads=1, min_rounds=30, budget_s=20)
     rows = {}
     fp32_bytes, fp32_w = model.stat().st_size, matmul_weight_bytes(model)
+    from edgecompress.fidelity import compare_models
+
     for name, path in variants.items():
-        log(f"perplexity of {name}")
-        rows[name] = {"size_mb": round(path.stat().st_size / 2 ** 20, 3),
+        log(f"perplexity and logit fidelity of {name}")
+        fid = compare_models(model, path, ev).output("logits")
+        rows[name] = {"logits_top1": round(fid.metrics.get("top1_agreement", float("nan")), 4),
+                      "logits_cosine": round(fid.metrics.get("cosine", float("nan")), 5),
+                      "size_mb": round(path.stat().st_size / 2 ** 20, 3),
                       "size_vs_fp32": round(path.stat().st_size / fp32_bytes, 4),
                       "matmul_weights_vs_fp32": round(matmul_weight_bytes(path) / fp32_w, 4),
                       "ppl": round(perplexity(path, data), 4),
@@ -218,7 +223,7 @@ def main(argv: list[str]) -> int:
         md.append(f"\n## Decoder (examples/text_models.py:decoder), {d['eval_windows']} held-out windows, "
                   f"{d['tokens']} predicted bytes; per-token latency = one decode step with a 127-token cache\n\n")
         md.append(table(d["rows"], ["size_mb", "size_vs_fp32", "matmul_weights_vs_fp32", "ppl", "ppl_vs_fp32",
-                                    "token_ms", "speedup"]))
+                                    "logits_top1", "logits_cosine", "token_ms", "speedup"]))
     if "minilm" in res:
         d = res["minilm"]
         md.append(f"\n## MiniLM-L3 sentence encoder (zoo), cosine vs fp32 on {d['score_samples']} score sentences\n\n")
