@@ -110,7 +110,8 @@ def convert_fp16(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray
         raise ConfigError(f"convert_fp16: threshold must be a max relative error >= 0, got {threshold!r}")
     if emulated_samples < 1 or step < 1:
         raise ConfigError(f"convert_fp16: emulated_samples and step must be >= 1, got {emulated_samples}, {step}")
-    feeds = [{k: np.asarray(v) for k, v in f.items()} for f in feeds]
+    feed_list: list[dict] = [{k: np.asarray(v) for k, v in f.items()} for f in feeds]
+    feeds = feed_list
     if not feeds:
         raise DataError("convert_fp16: no feeds (give at least one sample to measure ranges and parity on)")
     src = _prepared(model)

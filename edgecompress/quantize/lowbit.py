@@ -142,21 +142,24 @@ def quantize_weight_only(run: _Run, model: onnx.ModelProto, speed_feed: dict[str
                                f"model has none ({'its compute: ' + ', '.join(ops) if ops else 'no compute'}"
                                f"{'; ' + next(iter(skipped.values())) if skipped else ''})",
                                hint="use int8 (the default --weights int8) for convolutional models")
+    blocks = (cfg.block_size,) if cfg.block_size else AUTO_BLOCKS
+    gathers, gather_skipped = embedding_gathers(model, max(blocks))
     excluded = set(cfg.exclude)
-    unknown = sorted(excluded - {ly.node for ly in layers})
+    unknown = sorted(excluded - {ly.node for ly in layers} - {t.node for t in gathers})
     if unknown:
-        raise UnsupportedError(f"exclude: {unknown} are not quantizable MatMul/Gemm layers of the model "
-                               f"(they look like: {layers[0].node})")
+        raise UnsupportedError(f"exclude: {unknown} are not quantizable MatMul/Gemm layers or embedding Gathers of "
+                               f"the model (they look like: {layers[0].node})")
     for e in excluded:
         skipped[e] = "--exclude"
     layers = [ly for ly in layers if ly.node not in excluded]
+    gathers = [t for t in gathers if t.node not in excluded]
+    if not layers:
+        raise UnsupportedError("--weights int4: every quantizable MatMul/Gemm layer is excluded; nothing to quantize")
     run.state = resolve_state(cfg.compare, run.src, run.threads)
     run.ref_all = run.outputs(run.src, run.fid_data, "fp32")
     t0 = time.perf_counter()
     with bar("collecting layer statistics", run.calib.n) as adv:
         hess, cal_stats = hessians(model, layers, run.calib, threads=run.threads, tick=adv)
-    blocks = (cfg.block_size,) if cfg.block_size else AUTO_BLOCKS
-    gathers, gather_skipped = embedding_gathers(model, max(blocks))
     st = _State(run, model, layers, hess, gathers)
     syms = (cfg.symmetric,) if cfg.symmetric is not None else (False, True)
     algos = ("rtn", "clip", "gptq") if cfg.algorithm == "auto" else (cfg.algorithm,)

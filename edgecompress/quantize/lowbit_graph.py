@@ -5,7 +5,7 @@ and the rewrite of a model with a plan of quantized weights."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,7 +119,7 @@ def hessians(model: onnx.ModelProto, layers: list[Layer], data: FeedData, *, thr
 
 
 def rewrite(model: onnx.ModelProto, layers: list[Layer], plan: dict[str, BlockQuant], *, accuracy_level: int,
-            tables: list[Table] = ()) -> onnx.ModelProto:
+            tables: Sequence[Table] = ()) -> onnx.ModelProto:
     """A copy of `model` with each planned layer replaced by MatMulNBits and each planned table by
     GatherBlockQuantized (in place, order kept), and the weights that no node reads any more removed."""
     by_name = {ly.node: ly for ly in layers}

@@ -17,6 +17,7 @@ blocks use ORT's implied zero point 2^(bits-1). `pack`/`dequantize` are exact in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,8 +43,11 @@ class BlockQuant:
 
     def dequantize(self) -> np.ndarray:
         """The [K, N] float32 weight the quantized node computes with."""
-        zp = self.zero.astype(np.float32) if self.zero is not None else np.float32(2 ** (self.bits - 1))
-        w = (self.q.astype(np.float32) - zp[..., None] if self.zero is not None else self.q.astype(np.float32) - zp)
+        q = self.q.astype(np.float32)
+        if self.zero is not None:
+            w = q - self.zero.astype(np.float32)[..., None]
+        else:
+            w = q - np.float32(2 ** (self.bits - 1))
         w = w * self.scale[..., None]
         n = w.shape[0]
         return np.ascontiguousarray(w.reshape(n, -1)[:, : self.k].T)
@@ -89,7 +93,8 @@ def _round(x: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: int) -> np.
 def _best_ranges(x: np.ndarray, weight: np.ndarray | None, bits: int, sym: bool,
                  ratios: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per block, the clipping ratio of `ratios` with the least (activation-weighted) squared error."""
-    best_err = best_s = best_z = None
+    best_err: np.ndarray | None = None
+    best_s = best_z = np.zeros(0)
     for r in ratios:
         s, z = _ranges(x, bits, sym, r)
         deq = (_round(x, s, z, bits) - z[..., None]) * s[..., None]
@@ -208,7 +213,7 @@ def matmulnbits_node(name: str, a: str, out: str, bq: BlockQuant, n: int, *, acc
         inputs.append(inits[-1].name)
     if bias is not None:
         inputs += [""] * (5 - len(inputs)) + [bias]
-    attrs = {"K": bq.k, "N": n, "bits": bq.bits, "block_size": bq.block}
+    attrs: dict[str, Any] = {"K": bq.k, "N": n, "bits": bq.bits, "block_size": bq.block}
     if accuracy_level:
         attrs["accuracy_level"] = accuracy_level
     node = helper.make_node("MatMulNBits", inputs, [out], name=name, domain="com.microsoft", **attrs)
