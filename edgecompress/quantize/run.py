@@ -69,7 +69,7 @@ class _Run:
     tried: list[Tried] = field(default_factory=list)
     calib_stats: dict[str, Any] = field(default_factory=dict)
     caches: dict[tuple[str, bool], Path] = field(default_factory=dict)
-    models: dict[Any, Path] = field(default_factory=dict)  # equalized? / (equalized, "rounded") -> fp32 model
+    models: dict[tuple[bool, bool], Path] = field(default_factory=dict)  # (equalized, rounded) -> fp32 model
     eq_info: dict[str, Any] = field(default_factory=dict)
     rounding: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -114,13 +114,13 @@ class _Run:
         return t
 
     def model_for(self, cand: Candidate) -> Path:
-        return self.models[(cand.equalized, "rounded")] if cand.rounded else self.models[cand.equalized]
+        return self.models[(cand.equalized, cand.rounded)]
 
     def cache_for(self, method: str, eq: bool) -> Path:
         key = (method, eq)
         if key not in self.caches:
             both = self.cfg.method == "auto" and method in ("minmax", "histogram")
-            model = self.models[eq]
+            model = self.models[(eq, False)]
             with bar("calibrating" + (" (equalized)" if eq else ""), self.calib.n * (2 if method == "histogram"
                                                                                     or both else 1)) as adv:
                 res = calib_mod.calibrate(model, self.calib, method, self.work, adv, both=both)
@@ -154,7 +154,7 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
                  origin="int8 model")
     census = int8_census(onnx.load(str(opt)))
     census = {k: v for k, v in census.items() if k not in ("int8_nodes",)}
-    unq = unquantizable_ops(run.pre.model)  # the pre-processed model (run.models[False])
+    unq = unquantizable_ops(run.pre.model)  # the pre-processed model (run.models[(False, False)])
     if unq:
         run.notes.append("left in fp32 because ONNX Runtime has no quantized form for them: "
                          + ", ".join(f"{k} x{v}" for k, v in unq.items()))

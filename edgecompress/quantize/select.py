@@ -46,9 +46,9 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
     fmt0 = prefs.format if cfg.format == "auto" else cfg.format
     act0 = prefs.activation_type if cfg.activation_type == "auto" else cfg.activation_type
     methods = ["minmax", "histogram"] if cfg.method == "auto" else [cfg.method]
-    eqs = [False, True] if True in run.models else [False]
-    base = Candidate("static", fmt0, act0, prefs.weight_type, per_channel, prefs.reduce_range, methods[0], False,
-                     cfg.exclude, pre_pass=_pre_pass(run))
+    eqs = [False, True] if (True, False) in run.models else [False]
+    base = Candidate("static", fmt0, act0, prefs.weight_type, per_channel, prefs.reduce_range, methods[0],
+                     equalized=False, exclude=cfg.exclude, pre_pass=_pre_pass(run))
     stage_a = []
     for eq in eqs:
         for m in methods:
@@ -120,7 +120,7 @@ def _rounded(run: _Run, best: Tried) -> Tried:
         return best
     p = run.work / f"rounded_{int(cand.equalized)}.onnx"
     onnx.save(new, str(p))
-    run.models[(cand.equalized, "rounded")] = p
+    run.models[(cand.equalized, True)] = p
     t = run.build(cand.with_(rounded=True))
     run.evaluate(t)
     gain = f"drop {best.fid.drop:.4g} -> {t.fid.drop:.4g}, sqnr {_sqnr(best)} -> {_sqnr(t)} dB"
@@ -140,10 +140,10 @@ def _dynamic_pool(run: _Run) -> list[Tried]:
     cfg, prefs = run.cfg, run.target.quantization
     pcs = [cfg.per_channel] if cfg.per_channel is not None else [True, False]
     pool = []
-    for eq in [False, True] if True in run.models else [False]:
+    for eq in [False, True] if (True, False) in run.models else [False]:
         for pc in pcs:
-            t = run.build(Candidate("dynamic", "qoperator", "uint8", "int8", pc, prefs.reduce_range, "runtime", eq,
-                                    cfg.exclude, pre_pass=_pre_pass(run)))
+            t = run.build(Candidate("dynamic", "qoperator", "uint8", "int8", pc, prefs.reduce_range, "runtime",
+                                    equalized=eq, exclude=cfg.exclude, pre_pass=_pre_pass(run)))
             run.evaluate(t)
             pool.append(t)
     return pool

@@ -160,7 +160,7 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
     run.pre = prepare(model, run.src, run.work)
     pre_model = run.pre.model
     _check_excludes(cfg, pre_model)
-    run.models[False] = run.pre.path
+    run.models[(False, False)] = run.pre.path
     run.state = resolve_state(cfg.compare, run.src, run.threads)
     if run.state:
         run.notes.append("stateful model: evaluated in closed loop (" +
@@ -177,7 +177,7 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
         if eq.changed or sm.changed:
             p = run.work / "equalized.onnx"
             onnx.save(eq_model, str(p))
-            run.models[True] = p
+            run.models[(True, False)] = p
     else:
         run.eq_info = {"depthwise": depthwise, "pairs": 0, "skipped": {}, "applied": False,
                        "reason": "no depthwise convolutions" if not depthwise else "dynamic mode"}
@@ -189,7 +189,7 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
         if si.changed:
             p = run.work / "smoothed.onnx"
             onnx.save(sm_model, str(p))
-            run.models[True] = p
+            run.models[(True, False)] = p
             run.eq_info["reason"] = "MatMul inputs smoothed (tried as the +smooth candidate)"
     return choose(run, share)
 
