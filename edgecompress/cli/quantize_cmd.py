@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..quantize.config import ACTIVATION_TYPES, BLOCK_SIZES, FORMATS, METHODS, MODES, PRECISIONS, WEIGHTS
 from ..quantize.config import ALGORITHMS as LOW_BIT_ALGORITHMS
-from ..quantize.config import BLOCK_SIZES, PRECISIONS, WEIGHTS
 from .common import compare_options, console, handle_errors, json_option, kv_table, show_result, target_option
 
 
@@ -23,19 +23,19 @@ from .common import compare_options, console, handle_errors, json_option, kv_tab
 @click.option("--max-drop", type=float, default=0.01, show_default=True, metavar="X",
               help="Largest drop accepted on the worst output (0.01 = 1 %: 1 % of top-1 decisions flipped, or 1 - "
                    "balanced cosine); beyond it the most sensitive nodes fall back to fp32 one by one.")
-@click.option("--mode", type=click.Choice(["auto", "static", "dynamic"]), default="auto", show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
               help="auto: static, and for MatMul-dominated graphs also dynamic; the fastest within --max-drop "
                    "wins (fidelity at equal speed).")
-@click.option("--method", type=click.Choice(["auto", "minmax", "percentile", "entropy", "histogram"]),
+@click.option("--method", type=click.Choice(METHODS),
               default="auto", show_default=True,
               help="Calibration: minmax; percentile / entropy (ORT's, memory grows with samples); histogram "
                    "(streaming, bounded memory, MSE-optimal clipping). auto: best fidelity of minmax/histogram.")
 @click.option("--per-channel/--per-tensor", "per_channel", default=None,
               help="Per-channel or per-tensor weight scales. Default: the target's preference.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "qdq", "qoperator"]), default="auto",
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto",
               show_default=True,
               help="Graph format. auto: the target's preference; on this machine, QDQ and QOperator are timed.")
-@click.option("--activation-type", type=click.Choice(["auto", "uint8", "int8"]), default="auto",
+@click.option("--activation-type", type=click.Choice(ACTIVATION_TYPES), default="auto",
               show_default=True,
               help="Activation type. auto: the target's preference; on this machine uint8 and int8 are timed "
                    "side by side and the fastest within --max-drop is kept.")
