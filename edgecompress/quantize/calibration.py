@@ -197,7 +197,7 @@ def mse_optimal_range(hist: np.ndarray, lo: float, hi: float, levels: int = 255)
     ia = np.searchsorted(c, a, side="left")  # bins below a: [0, ia)
     ib = np.searchsorted(c, b, side="right")  # bins above b: [ib, B)
 
-    def pre(s: np.ndarray, i: np.ndarray) -> np.ndarray:
+    def pre(s: np.ndarray, i: Any) -> np.ndarray:
         return np.where(i > 0, s[np.maximum(i - 1, 0)], 0.0)
 
     l0, l1, l2 = pre(s0, ia), pre(s1, ia), pre(s2, ia)

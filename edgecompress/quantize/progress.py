@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yield an `advance(n)` callback for a transient progress bar of `total` steps."""
     if not sys.stderr.isatty() or total <= 0:
-        yield lambda n=1: None
+        yield _no_progress
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,4 +19,12 @@ def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as prog:
         task = prog.add_task(description, total=total)
-        yield lambda n=1: prog.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            prog.advance(task, n)
+
+        yield advance
+
+
+def _no_progress(n: int = 1) -> None:
+    return None

@@ -176,7 +176,7 @@ def patches(layer: Layer, x: np.ndarray, rng: np.random.Generator | None) -> np.
     if x.ndim == 3:  # 1-D conv: a 2-D one of height 1
         x = x[:, :, None, :]
         k, s, dl = (1,) + layer.kernel, (1,) + layer.strides, (1,) + layer.dilations
-        p = (0, layer.pads[0], 0, layer.pads[1])
+        p: tuple[int, ...] = (0, layer.pads[0], 0, layer.pads[1])
     else:
         k, s, dl, p = layer.kernel, layer.strides, layer.dilations, layer.pads
     xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])))
@@ -264,7 +264,9 @@ def fit(m: dict[str, np.ndarray], w: np.ndarray, qmax: int, per_channel: bool,
     def loss(v: np.ndarray) -> np.ndarray:
         return _quad(v, qq, v) - 2 * (v * b).sum(-1)
 
-    best_v, best_l, best_a = None, None, np.ones((g, r))
+    best_v: Any = None
+    best_l: Any = None
+    best_a = np.ones((g, r))
     for alpha in (CLIP_GRID if per_channel else (1.0,)):
         s = (alpha * amax / qmax)[:, :, None]
         v = np.clip(np.round(w / s), -qmax, qmax) * s
@@ -276,8 +278,8 @@ def fit(m: dict[str, np.ndarray], w: np.ndarray, qmax: int, per_channel: bool,
         best_v = np.where(take[:, :, None], v, best_v)
         best_l = np.where(take, lv, best_l)
         best_a = np.where(take, alpha, best_a)
-    scale = (best_a * amax / qmax)[:, :, None]
-    qv = np.round(best_v / scale)
+    scale: np.ndarray = np.asarray(best_a * amax / qmax)[:, :, None]
+    qv: np.ndarray = np.round(best_v / scale)
     # the entry that fixes the scale (|q| = qmax) stays put: ORT recomputes the scale from max|w|
     if per_channel:
         frozen = np.abs(qv) >= qmax

@@ -41,6 +41,13 @@ class Tried:
     fid: FidelityReport | None = None
     speedup: float | None = None
 
+    @property
+    def fidelity(self) -> FidelityReport:
+        """The selection-set fidelity (the candidate must have been evaluated)."""
+        if self.fid is None:
+            raise RuntimeError(f"candidate {self.cand.label} was not evaluated")
+        return self.fid
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"label": self.cand.label}
         if self.fid is not None:
@@ -154,7 +161,7 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
                  origin="int8 model")
     census = int8_census(onnx.load(str(opt)))
     census = {k: v for k, v in census.items() if k not in ("int8_nodes",)}
-    unq = unquantizable_ops(run.pre.model)  # the pre-processed model (run.models[(False, False)])
+    unq = unquantizable_ops(run.pre.model) if run.pre.model is not None else {}  # the pre-processed model
     if unq:
         run.notes.append("left in fp32 because ONNX Runtime has no quantized form for them: "
                          + ", ".join(f"{k} x{v}" for k, v in unq.items()))

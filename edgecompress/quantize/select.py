@@ -22,7 +22,7 @@ from .run import EQUAL_SPEED, MATMUL_DOMINATED, Tried, _Run, fallback, finish
 def _best(ts: list[Tried]) -> Tried:
     best = ts[0]
     for t in ts[1:]:
-        if better(t.fid, best.fid):
+        if better(t.fidelity, best.fidelity):
             best = t
     return best
 
@@ -57,7 +57,7 @@ def _static_pool(run: _Run, why: dict[str, str]) -> list[Tried]:
             stage_a.append(t)
     best = _best(stage_a)
     if len(methods) > 1:
-        drops = ", ".join(f"{t.cand.method}{'+' + t.cand.pre_pass if t.cand.equalized else ''}: {t.fid.drop:.4g}" for t in stage_a)
+        drops = ", ".join(f"{t.cand.method}{'+' + t.cand.pre_pass if t.cand.equalized else ''}: {t.fidelity.drop:.4g}" for t in stage_a)
         why["method"] = f"best fidelity on {run.sel.n} samples (drop: {drops})"
     else:
         why["method"] = f"--method {cfg.method}"
@@ -123,8 +123,8 @@ def _rounded(run: _Run, best: Tried) -> Tried:
     run.models[(cand.equalized, True)] = p
     t = run.build(cand.with_(rounded=True))
     run.evaluate(t)
-    gain = f"drop {best.fid.drop:.4g} -> {t.fid.drop:.4g}, sqnr {_sqnr(best)} -> {_sqnr(t)} dB"
-    if better(t.fid, best.fid):
+    gain = f"drop {best.fidelity.drop:.4g} -> {t.fidelity.drop:.4g}, sqnr {_sqnr(best)} -> {_sqnr(t)} dB"
+    if better(t.fidelity, best.fidelity):
         run.rounding["reason"] = f"applied to {rep.improved} layer(s): {gain}"
         return t
     run.rounding["reason"] = f"not applied: no fidelity gain ({gain})"
@@ -132,7 +132,7 @@ def _rounded(run: _Run, best: Tried) -> Tried:
 
 
 def _sqnr(t: Tried) -> str:
-    v = t.fid.headline().get("sqnr_db") if t.fid is not None else None
+    v = t.fidelity.headline().get("sqnr_db") if t.fid is not None else None
     return f"{v:.1f}" if v is not None else "-"
 
 
@@ -154,7 +154,7 @@ def _pre_pass(run: _Run) -> str:
 
 
 def _pick(run: _Run, pool: list[Tried], why: dict[str, str]) -> Tried:
-    eligible = [t for t in pool if t.fid.meets(run.cfg.max_drop)]
+    eligible = [t for t in pool if t.fidelity.meets(run.cfg.max_drop)]
     if not eligible:
         eligible = [_best(pool)]
     if len(pool) == 1:
@@ -166,10 +166,10 @@ def _pick(run: _Run, pool: list[Tried], why: dict[str, str]) -> Tried:
         tm = time_side_by_side(models, feed, threads=run.threads)
         for i, t in enumerate(pool):
             t.speedup = tm.ratio("fp32", f"c{i}")
-        fastest = max(t.speedup for t in eligible)
-        near = [t for t in eligible if t.speedup >= fastest * (1 - EQUAL_SPEED)]
+        fastest = max(t.speedup or 0.0 for t in eligible)
+        near = [t for t in eligible if (t.speedup or 0.0) >= fastest * (1 - EQUAL_SPEED)]
         choice = _best(near)
-        table = "; ".join(f"{t.cand.label}: {t.speedup:.2f}x, drop {t.fid.drop:.4g}" for t in pool)
+        table = "; ".join(f"{t.cand.label}: {t.speedup:.2f}x, drop {t.fidelity.drop:.4g}" for t in pool)
         why["format"] = (f"fastest within max_drop {run.cfg.max_drop} measured side by side on this machine "
                          f"({tm.rounds} rounds, {run.threads} thread(s)): {table}")
         return choice

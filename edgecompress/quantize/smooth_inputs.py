@@ -85,8 +85,9 @@ def smooth_matmul_inputs(model: onnx.ModelProto, feeds: Iterable[dict[str, np.nd
     added: list[tuple[str, onnx.NodeProto]] = []
     for t in names:
         layers = groups[t]
-        rows = [_row_view(n, inits[n.input[1]]) for n in layers]
-        if t not in amax or any(r.shape[0] != amax[t].shape[0] for r in rows):
+        views = [_row_view(n, inits[n.input[1]]) for n in layers]
+        rows = [r for r in views if r is not None]
+        if t not in amax or len(rows) != len(views) or any(r.shape[0] != amax[t].shape[0] for r in rows):
             result.skipped["input channels do not match the weight"] = \
                 result.skipped.get("input channels do not match the weight", 0) + 1
             continue

@@ -27,7 +27,7 @@ from .config import QuantizeConfig
 from .equalize import equalize, has_depthwise
 from .lowbit import quantize_weight_only
 from .preprocess import check_has_compute, check_not_quantized, prepare
-from .report import Fp16Report, QuantizeReport
+from .report import Fp16Report, QuantizeReport, WeightOnlyReport
 from .run import MATMUL_DOMINATED, _fidelity_dict, _Run
 from .select import choose
 from .smooth import smooth_streams
@@ -127,6 +127,7 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
         # ORT's quantizer writes `<model>-inferred.onnx` beside the model path it is given: give it a private copy
         run = _Run(cfg, tgt, _private_copy(src, work / "input"), work, calib, fid_data, fid_note, notes=notes)
         run.speed_feed = speed_feed
+        report: QuantizeReport | WeightOnlyReport | Fp16Report
         with contextlib.redirect_stdout(sys.stderr), _quiet_ort_logging():  # ORT prints progress on stdout
             if cfg.weights == "int4":
                 report, final = quantize_weight_only(run, m, speed_feed)
@@ -159,6 +160,8 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
     cfg = run.cfg
     run.pre = prepare(model, run.src, run.work)
     pre_model = run.pre.model
+    if pre_model is None:
+        raise RuntimeError("pre-processing returned no model")
     _check_excludes(cfg, pre_model)
     run.models[(False, False)] = run.pre.path
     run.state = resolve_state(cfg.compare, run.src, run.threads)
