@@ -10,6 +10,7 @@ from edgecompress.distill import DistillConfig, distill, load_student
 from edgecompress.distill.models import CHECKPOINT_FORMAT
 from edgecompress.errors import DataError, ModelError
 
+from . import tiny_models
 from .conftest import MNIST, spec
 
 
@@ -46,6 +47,17 @@ def test_kd_learns_from_teacher_without_labels(mnist_small, tmp_path):
     np.savez(unl, input=z["input"])
     r = distill(_cfg(alpha=0.5), data=unl, out=tmp_path / "s.pt")
     assert r.report.metric == "teacher_agreement"
+    h = r.report.history  # measured: loss 0.0084 -> 0.0028, held-out agreement 0.22 -> 0.47
+    assert h[1]["train_loss"] < 0.6 * h[0]["train_loss"]
+    assert h[1]["teacher_agreement"] > h[0]["teacher_agreement"] and r.report.val_metric == h[1]["teacher_agreement"]
+    # top-1 agreement with the teacher on all the samples, computed here: the untrained student (the same seeded
+    # factory) agrees on 4 %, the distilled one on 41 %
+    x = torch.from_numpy(z["input"])
+    with torch.no_grad():
+        t = tiny_models.mlp_teacher().eval()(x).argmax(1)
+        before = (tiny_models.mlp_student().eval()(x).argmax(1) == t).float().mean().item()
+        after = (load_student(tmp_path / "s.pt").eval()(x).argmax(1) == t).float().mean().item()
+    assert after > before + 0.25, (before, after)
     assert any("pure soft targets" in n for n in r.report.notes)
     assert "fixed split" in r.report.data["split"]
 

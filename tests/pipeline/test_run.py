@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 
 from edgecompress.errors import BudgetError
@@ -62,7 +64,12 @@ def test_cache_then_late_change_then_from(tmp_path, onnx_model):
     first = release_bytes(out)
     assert "release/manifest.json" in first and any(k.endswith(".tar.gz") for k in first)
     rows = {row["stage"]: row for row in r1.summary}
-    assert rows["input"]["accuracy"] is None or 0 <= rows["input"]["accuracy"] <= 1
+    # the input's accuracy on the eval split (it has labels), equal to ORT's top-1 on those samples computed here
+    ev = np.load(DATA / "mnist_eval.npz")
+    sess = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"])
+    top1 = np.array([sess.run(None, {"input": x[None]})[0].argmax() for x in ev["input"]])
+    assert rows["input"]["accuracy_on"] == "eval" and rows["input"]["samples"] == len(ev["labels"])
+    assert rows["input"]["accuracy"] == pytest.approx(float((top1 == ev["labels"]).mean()), abs=1e-9)
     assert rows["quantize"]["size_bytes"] < rows["input"]["size_bytes"]
 
     r2 = convert(parse_recipe(recipe(onnx_model), base_dir=tmp_path), out=out)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, numpy_helper
 
 from edgecompress.artifact import ModelArtifact
 from edgecompress.errors import ConfigError, ValidationError
 from edgecompress.onnxgraph.census import quant_state
 from edgecompress.quantize import QuantizeConfig, quantize
+from edgecompress.targets import host_profile
 
 
 def test_defaults_report_everything(tiny_onnx, mnist_small, tmp_path, monkeypatch):
@@ -32,7 +35,10 @@ def test_defaults_report_everything(tiny_onnx, mnist_small, tmp_path, monkeypatc
     assert r["fidelity"]["metric"] == "accuracy" and r["fidelity"]["against"] == "labels"
     assert r["fidelity"]["comparison"]["outputs"][0]["metrics"]["top1_agreement"] > 0.5
     assert r["preprocess"]["pre_process"] == "default"
-    assert r["reduce_range"] is True or r["reduce_range"] is False
+    # the host profile's choice (U8S8 without VNNI saturates: 7-bit weights), and the written weights obey it
+    assert r["reduce_range"] == host_profile().quantization.reduce_range
+    w8 = [numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer if t.data_type == TensorProto.INT8]
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in w8) == (64 if r["reduce_range"] else 127)
 
 
 def test_greedy_fallback_excludes_sensitive_nodes(tiny_onnx, mnist_small, tmp_path, monkeypatch):

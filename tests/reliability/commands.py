@@ -7,7 +7,6 @@ inputspec (export's --input), recipe, out (output file or folder), release (what
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,13 +21,6 @@ class Command:
     out_kind: str | None  # "file" | "pt" | "dir" | "csv" (a small file) | None
     argv: Callable[[dict[str, str]], list[str]]
     module: str | None = None  # the CLI module's command when it differs from name (a variant of a command)
-
-    def available(self) -> bool:
-        """True once the command's CLI module has landed."""
-        try:
-            return importlib.util.find_spec(f"edgecompress.cli.{self.module or self.name}_cmd") is not None
-        except ImportError:
-            return False
 
 
 def _opt(flag: str, v: dict[str, str], key: str) -> list[str]:

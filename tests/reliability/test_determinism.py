@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from .commands import COMMANDS
 from .findings import DETERMINISM_OPEN
 from .harness import RunDirs, run_inprocess
 
@@ -46,14 +45,8 @@ def _assert_same(runs: list[dict[str, bytes]]) -> None:
     assert not differ, f"outputs differ between two identical runs: {differ}"
 
 
-def _need(command: str) -> None:
-    if not COMMANDS[command].available():
-        pytest.skip(f"{command} has not landed yet")
-
-
 @pytest.mark.parametrize("extra", [[], ["--method", "histogram", "--per-tensor"]], ids=["defaults", "histogram"])
 def test_quantize_twice_same_bytes(world, tmp_path, extra):
-    _need("quantize")
     runs = _twice(tmp_path, lambda rd: ["quantize", str(world.model), "--calibration", str(world.calib),
                                         "--eval", str(world.eval), "--out", str(rd.out / "q.onnx"),
                                         "--target", TARGET, "--allow-slower", *extra],
@@ -62,7 +55,6 @@ def test_quantize_twice_same_bytes(world, tmp_path, extra):
 
 
 def test_prune_twice_same_bytes(world, tmp_path):
-    _need("prune")
     runs = _twice(tmp_path, lambda rd: ["prune", str(world.model), "--out", str(rd.out / "p.onnx"), "--ratio", "0.5",
                                         "--calibration", str(world.calib), "--target", TARGET],
                   lambda rd: [rd.out / "p.onnx"])
@@ -70,7 +62,6 @@ def test_prune_twice_same_bytes(world, tmp_path):
 
 
 def test_package_twice_same_bytes(world, tmp_path):
-    _need("package")
     runs = _twice(tmp_path, lambda rd: ["package", str(world.model), "--out", str(rd.out / "release"),
                                         "--target", TARGET, "--eval", str(world.eval), "--calibration",
                                         str(world.calib), "--no-measure-latency"],
@@ -81,7 +72,6 @@ def test_package_twice_same_bytes(world, tmp_path):
 @pytest.mark.xfail("distill" in DETERMINISM_OPEN, strict=True, reason=DETERMINISM_OPEN.get("distill", ""))
 def test_distill_twice_same_bytes(world, tmp_path):
     """Seeded CPU training is deterministic, so the checkpoint file must be too."""
-    _need("distill")
     runs = _twice(tmp_path, lambda rd: ["distill", "--teacher", world.teacher, "--student", world.student,
                                         "--data", str(world.train), "--out", str(rd.out / "student.pt"),
                                         "--epochs", "1", "--seed", "0", "--device", "cpu"],

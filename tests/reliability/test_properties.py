@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from edgecompress.data import FeedData, TensorSpec, load_data
 from edgecompress.errors import EdgecompressError
+from edgecompress.pipeline import recipe
 from edgecompress.targets import profile_from_dict
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None,
@@ -222,7 +223,6 @@ def recipe_dir(world):
 @SETTINGS
 @given(data=st.dictionaries(st.sampled_from(_RECIPE_KEYS), R_VALUES, max_size=6))
 def test_recipe_parsing_raises_only_edgecompress_errors(data, recipe_dir):
-    recipe = pytest.importorskip("edgecompress.pipeline.recipe")
     try:
         recipe.parse_recipe(data, base_dir=recipe_dir)
     except EdgecompressError:
@@ -239,7 +239,6 @@ def _good_recipes(world) -> list[dict]:
 
 def test_good_recipes_parse(world):
     """The mutation bases are valid, so mutated recipes reach deep validation (types, files, stage configs)."""
-    recipe = pytest.importorskip("edgecompress.pipeline.recipe")
     for doc in _good_recipes(world):
         recipe.parse_recipe(doc, base_dir=world.inputs)
 
@@ -248,7 +247,6 @@ def test_good_recipes_parse(world):
           database=None)
 @given(data=st.data())
 def test_mutated_recipes_raise_only_edgecompress_errors(data, world):
-    recipe = pytest.importorskip("edgecompress.pipeline.recipe")
     doc = data.draw(mutated(_good_recipes(world), _RECIPE_KEYS, _RECIPE_SUB, R_VALUES))
     try:
         recipe.parse_recipe(doc, base_dir=world.inputs)
@@ -259,7 +257,6 @@ def test_mutated_recipes_raise_only_edgecompress_errors(data, world):
 @SETTINGS
 @given(text=st.text(alphabet=string.printable, max_size=300))
 def test_recipe_file_raises_only_edgecompress_errors(text, recipe_dir, tmp_path_factory):
-    recipe = pytest.importorskip("edgecompress.pipeline.recipe")
     p = tmp_path_factory.mktemp("r") / "recipe.toml"
     p.write_text(text)
     try:

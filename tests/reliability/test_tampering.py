@@ -7,16 +7,12 @@ import shutil
 
 import pytest
 
-from .commands import COMMANDS
 from .findings import TAMPER_OPEN
 from .harness import check_clean_failure, run_inprocess
 from .tamper import apply, build_release, flips, tar_level_flips, verify_accepts, verify_outcome
 
 N_RANDOM = 200
 SEED = 1234
-
-pytestmark = pytest.mark.skipif(not (COMMANDS["package"].available() and COMMANDS["verify"].available()),
-                                reason="package/verify have not landed yet")
 
 
 @pytest.fixture(scope="module")
