@@ -9,6 +9,7 @@ import onnx_ir as ir
 
 from .graphutil import const_array, new_initializer, set_const
 from .groups import Analysis
+from .irchecks import const_input, node_name, value_name
 
 
 class ChannelRemovalPass:
@@ -28,9 +29,9 @@ class ChannelRemovalPass:
         values: dict[str, ir.Value] = dict(graph.initializers)
         nodes: dict[str, ir.Node] = {}
         for node in graph:
-            nodes[node.name] = node
+            nodes[node_name(node)] = node
             if node.op_type == "Constant":
-                values.setdefault(node.outputs[0].name, node.outputs[0])
+                values.setdefault(value_name(node.outputs[0], f"output of Constant {node.name}"), node.outputs[0])
         cuts: dict[tuple[str, int], list[np.ndarray]] = {}
         for gid, kept in self.keep.items():
             g = self.analysis.groups[gid]
@@ -42,6 +43,8 @@ class ChannelRemovalPass:
         for (name, axis), parts in cuts.items():
             v = values[name]
             arr = const_array(v)
+            if arr is None:
+                raise ValueError(f"parameter {name!r} to prune along axis {axis} is not a constant")
             set_const(v, np.delete(arr, np.unique(np.concatenate(parts)), axis=axis))
         for fix in self.analysis.fixes:
             node = nodes[fix.node]
@@ -50,7 +53,7 @@ class ChannelRemovalPass:
 
     # node fixes -----------------------------------------------------------------------------------------
     def _fix_dw_group(self, graph: ir.Graph, node: ir.Node, data: tuple) -> None:
-        node.attributes["group"] = ir.AttrInt64("group", int(const_array(node.inputs[1]).shape[0]))
+        node.attributes["group"] = ir.AttrInt64("group", int(const_input(node, 1).shape[0]))
 
     def _fix_reshape_tail(self, graph: ir.Graph, node: ir.Node, data: tuple) -> None:
         axis, tail = data
@@ -74,6 +77,6 @@ class ChannelRemovalPass:
         start = sum(self.kept_count(s) for s, _ in before) * expand
         end = start + sum(self.kept_count(s) for s, _ in segs) * expand
         for idx, val in ((1, start), (2, end)):
-            arr = np.asarray(const_array(node.inputs[idx])).copy().reshape(-1)
+            arr = const_input(node, idx).copy().reshape(-1)
             arr[i] = val
             node.replace_input_with(idx, new_initializer(graph, f"{node.name}_bound{idx}", arr))

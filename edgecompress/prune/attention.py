@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import onnx_ir as ir
 
 from .graphutil import attr, const_array, is_const, static_shape
-from .groups import Analyzer, Fix, Layout, MacDeps, Use
+from .irchecks import known_shape, node_name, value_name
+from .spaces import Analyzer, Fix, Layout, MacDeps, Use
 
 _PASS = {"Mul", "Div"}  # scaling by a constant scalar
 
@@ -43,9 +44,14 @@ def _scalar_const(v: ir.Value | None) -> bool:
     return arr is not None and arr.size == 1
 
 
-def _back_to_reshape(v: ir.Value, chain: list[ir.Node]) -> ir.Node | None:
+def _producer(v: ir.Value | None) -> ir.Node | None:
+    """The node computing `v` (None for graph inputs, constants without a node, and missing inputs)."""
+    return None if v is None else v.producer()
+
+
+def _back_to_reshape(v: ir.Value | None, chain: list[ir.Node]) -> ir.Node | None:
     """Walk up through Transpose and scalar Mul/Div to the Reshape that splits heads."""
-    node = v.producer()
+    node = _producer(v)
     while node is not None:
         if node.op_type == "Reshape":
             return node
@@ -53,13 +59,12 @@ def _back_to_reshape(v: ir.Value, chain: list[ir.Node]) -> ir.Node | None:
         if node.op_type != "Transpose" and not scaling:
             return None
         chain.append(node)
-        node = node.inputs[0].producer()
+        node = _producer(node.inputs[0])
     return None
 
 
 def _projection(reshape: ir.Node, chain: list[ir.Node]) -> _Proj | None:
-    v = reshape.inputs[0]
-    node = v.producer()
+    node = _producer(reshape.inputs[0])
     bias = None
     if node is not None and node.op_type == "Add" and len(node.inputs) == 2:
         ci = 0 if is_const(node.inputs[0]) else 1 if is_const(node.inputs[1]) else None
@@ -67,18 +72,22 @@ def _projection(reshape: ir.Node, chain: list[ir.Node]) -> _Proj | None:
             return None
         bias = node.inputs[ci]
         chain.append(node)
-        node = node.inputs[1 - ci].producer()
-    if node is None:
+        node = _producer(node.inputs[1 - ci])
+    if node is None or node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2:
         return None
-    if node.op_type == "MatMul" and const_array(node.inputs[1]) is not None and const_array(node.inputs[1]).ndim == 2:
-        return _Proj(node, node.inputs[1], 1, bias, reshape)
-    if node.op_type == "Gemm" and const_array(node.inputs[1]) is not None and not int(attr(node, "transA", 0)):
+    w = node.inputs[1]
+    W = const_array(w)
+    if w is None or W is None:
+        return None
+    if node.op_type == "MatMul":
+        return _Proj(node, w, 1, bias, reshape) if W.ndim == 2 else None
+    if not int(attr(node, "transA", 0)):
         if bias is not None or (len(node.inputs) > 2 and node.inputs[2] is not None):
             if bias is None:
                 bias = node.inputs[2]
             else:
                 return None
-        return _Proj(node, node.inputs[1], 0 if int(attr(node, "transB", 0)) else 1, bias, reshape)
+        return _Proj(node, w, 0 if int(attr(node, "transB", 0)) else 1, bias, reshape)
     return None
 
 
@@ -87,7 +96,7 @@ def _heads(reshape: ir.Node) -> tuple[int, int] | None:
     if not shp_in or not shp_out or len(shp_out) != len(shp_in) + 1:
         return None
     h, d, hidden = shp_out[-2], shp_out[-1], shp_in[-1]
-    if None in (h, d, hidden) or h * d != hidden or h < 2:
+    if h is None or d is None or hidden is None or h * d != hidden or h < 2:
         return None
     return int(h), int(d)
 
@@ -124,9 +133,10 @@ def _match(score_mm: ir.Node) -> tuple[list[_Proj], ir.Node, ir.Node, list[ir.No
         internal.append(r)
         projs.append(p)
     hd = {_heads(p.reshape) for p in projs}
-    if len(hd) != 1 or None in hd:
+    shared = hd.pop() if len(hd) == 1 else None
+    if shared is None:
         return "Q/K/V head shapes differ or are unknown"
-    heads, d = hd.pop()
+    heads, d = shared
     t = _single_consumer(ctx_mm.outputs[0])
     if t is None or t.op_type != "Transpose":
         return "context is not transposed back"
@@ -175,29 +185,32 @@ def claim_attention(a: Analyzer) -> None:
         hs = a.new_space(heads, f"attention heads at {node.name}", kind="heads", unit=d)
         lay = Layout(0, 1, ((hs, heads),), d)
         for p in projs:
-            a.add_slice(lay, p.weight, p.out_axis, "weight_out", p.node.name)
+            pname = node_name(p.node)
+            a.add_slice(lay, p.weight, p.out_axis, "weight_out", pname)
             if p.bias is not None:
                 b = const_array(p.bias)
                 if b is None or b.shape[-1] != heads * d:
-                    a.block(lay, f"projection {p.node.name} has an unexpected bias")
+                    a.block(lay, f"projection {pname} has an unexpected bias")
                 else:
-                    a.add_slice(lay, p.bias, b.ndim - 1, "bias", p.node.name)
-            a.claimed_out.add(p.node.name)
-            a.head_space[p.node.name] = hs
-            r = len(static_shape(p.reshape.outputs[0]))
-            a.fixes.append(Fix("reshape_tail", p.reshape.name, (r - 2, (d,))))
+                    a.add_slice(lay, p.bias, b.ndim - 1, "bias", pname)
+            a.claimed_out.add(pname)
+            a.head_space[pname] = hs
+            r = len(known_shape(p.reshape.outputs[0], f"head-splitting Reshape {p.reshape.name}"))
+            a.fixes.append(Fix("reshape_tail", node_name(p.reshape), (r - 2, (d,))))
+        out_name = node_name(out)
         wo_axis = 1 if (out.op_type == "Gemm" and int(attr(out, "transB", 0))) else 0
-        a.add_slice(lay, out.inputs[1], wo_axis, "weight_in", out.name)
+        a.add_slice(lay, out.inputs[1], wo_axis, "weight_in", out_name)
         a.spaces[hs].uses.append(_use(out, merge, d))
-        a.fixes.append(Fix("reshape_tail", merge.name, (len(static_shape(merge.outputs[0])) - 1, ())))
-        a.claimed_in.add(out.name)
-        a.head_space[out.name] = hs
+        merge_rank = len(known_shape(merge.outputs[0], f"head-merging Reshape {merge.name}"))
+        a.fixes.append(Fix("reshape_tail", node_name(merge), (merge_rank - 1, ())))
+        a.claimed_in.add(out_name)
+        a.head_space[out_name] = hs
         for n in internal:
-            a.claimed_full.add(n.name)
+            a.claimed_full.add(node_name(n))
             if n.op_type == "MatMul":
-                a.macs.append(MacDeps(n.name, ((hs, heads),), None))
+                a.macs.append(MacDeps(node_name(n), ((hs, heads),), None))
 
 
 def _use(out: ir.Node, merge: ir.Node, d: int) -> Use:
-    shp = static_shape(merge.outputs[0])
-    return Use(out.name, merge.outputs[0].name, len(shp) - 1, 0, d)
+    shp = known_shape(merge.outputs[0], f"head-merging Reshape {merge.name}")
+    return Use(node_name(out), value_name(merge.outputs[0], f"output of {merge.name}"), len(shp) - 1, 0, d)

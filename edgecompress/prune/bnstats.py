@@ -18,6 +18,7 @@ import onnx_ir as ir
 from .calib import CalibratedPass, collect
 from .graphutil import attr, const_array, set_const
 from .groups import Analysis
+from .irchecks import const_input, input_value, node_name, value_name
 
 
 def _moments(xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -46,14 +47,16 @@ class BatchNormMomentMatching(CalibratedPass):
                and all(const_array(v) is not None for v in n.inputs[1:5])]
         if not bns:
             return False
-        ref = collect(self.reference, [n.inputs[0].name for n in bns], self.feeds)
+        ref = collect(self.reference, [value_name(n.inputs[0], f"input of {n.name}") for n in bns], self.feeds)
         for node in bns:
-            xs = collect(model, [node.inputs[0].name], self.feeds)[node.inputs[0].name]
-            mean, var = const_array(node.inputs[3]).astype(np.float64), const_array(node.inputs[4]).astype(np.float64)
+            name, x = node_name(node), value_name(node.inputs[0], f"input of {node.name}")
+            mean_v, var_v = input_value(node, 3), input_value(node, 4)
+            xs = collect(model, [x], self.feeds)[x]
+            mean, var = const_input(node, 3).astype(np.float64), const_input(node, 4).astype(np.float64)
             eps = float(attr(node, "epsilon", 1e-5))
             mu_p, s_p = _moments(xs)
-            mu_o, s_o = _moments(ref[node.inputs[0].name])
-            kept = self._kept(node.name, len(mu_o))
+            mu_o, s_o = _moments(ref[x])
+            kept = self._kept(name, len(mu_o))
             mu_o, s_o = mu_o[kept], s_o[kept]
             ok = (s_o > 1e-8) & (s_p > 1e-8)
             sd = np.sqrt(var + eps)
@@ -62,8 +65,8 @@ class BatchNormMomentMatching(CalibratedPass):
             var_new = np.maximum(sd_new ** 2 - eps, 0)
             if np.allclose(mean_new, mean, rtol=1e-6, atol=1e-7) and np.allclose(var_new, var, rtol=1e-6, atol=1e-7):
                 continue
-            dtype = const_array(node.inputs[3]).dtype
-            set_const(node.inputs[3], mean_new.astype(dtype))
-            set_const(node.inputs[4], var_new.astype(dtype))
-            self.updated.append(node.name)
+            dtype = const_input(node, 3).dtype
+            set_const(mean_v, mean_new.astype(dtype))
+            set_const(var_v, var_new.astype(dtype))
+            self.updated.append(name)
         return bool(self.updated)

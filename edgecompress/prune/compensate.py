@@ -26,6 +26,7 @@ from ..onnxgraph.extra_outputs import session_with_outputs
 from .calib import CalibratedPass
 from .graphutil import attr, const_array, new_initializer, set_const
 from .groups import Analysis, Slice, Use
+from .irchecks import const_input
 
 
 class MeanCompensation(CalibratedPass):
@@ -105,7 +106,7 @@ class MeanCompensation(CalibratedPass):
             b = node.inputs[2] if len(node.inputs) > 2 else None
             if b is None:
                 node.resize_inputs(3)
-                dtype = const_array(node.inputs[1]).dtype
+                dtype = const_input(node, 1).dtype
                 node.replace_input_with(2, new_initializer(model.graph, f"{node.name}_bias", (d / scale).astype(dtype)))
                 return True
             old = const_array(b)
@@ -122,7 +123,7 @@ class MeanCompensation(CalibratedPass):
             add = adds[0]
             other = add.inputs[1] if add.inputs[0] is out else add.inputs[0]
             c = const_array(other)
-            if c is not None and c.shape and c.shape[-1] == d.size and c.size == d.size \
+            if other is not None and c is not None and c.shape and c.shape[-1] == d.size and c.size == d.size \
                     and len(list(other.uses())) == 1:
                 set_const(other, (c + d.reshape(c.shape)).astype(c.dtype))
                 return True

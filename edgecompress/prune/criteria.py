@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
 from .graphutil import attr
 from .groups import Analysis, Group, Slice
+from .irchecks import node_name, value_name
 
 
 def _values(model: ir.Model) -> dict[str, np.ndarray]:
@@ -16,7 +18,8 @@ def _values(model: ir.Model) -> dict[str, np.ndarray]:
            if v.const_value is not None}
     for node in model.graph:
         if node.op_type == "Constant" and "value" in node.attributes:
-            out.setdefault(node.outputs[0].name, np.asarray(node.attributes["value"].value.numpy()))
+            name = value_name(node.outputs[0], f"output of Constant {node.name}")
+            out.setdefault(name, np.asarray(node.attributes["value"].value.numpy()))
     return out
 
 
@@ -86,7 +89,7 @@ def activation_scores(g: Group, vals: Mapping[str, np.ndarray], act_means: Mappi
     return total if found else None
 
 
-def activation_means(model_bytes: bytes, analysis: Analysis, groups: list[int], feeds) -> dict:
+def activation_means(model: Any, analysis: Analysis, groups: list[int], feeds) -> dict:
     """Mean |x| per channel of every tensor that carries a prunable group's channels into a consumer."""
     import onnx
 
@@ -100,7 +103,8 @@ def activation_means(model_bytes: bytes, analysis: Analysis, groups: list[int], 
     if not uses:
         return {}
     names = sorted({k[0] for k in uses})
-    sess = session_with_outputs(onnx.load_from_string(model_bytes), names, origin="model (activation statistics)")
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else model  # bytes or a ModelProto (any size)
+    sess = session_with_outputs(proto, names, origin="model (activation statistics)")
     sums: dict = {k: np.zeros(n) for k, n in uses.items()}
     count = 0
     for feed in feeds:
@@ -116,7 +120,7 @@ def compute_scores(model: ir.Model, analysis: Analysis, gids: list[int], criteri
                    act_means: Mapping | None = None, taylor: Mapping[int, np.ndarray] | None = None,
                    ) -> tuple[dict[int, np.ndarray], list[str]]:
     vals = _values(model)
-    nodes = {n.name: n for n in model.graph}
+    nodes = {node_name(n): n for n in model.graph}
     notes: list[str] = []
     out: dict[int, np.ndarray] = {}
     for gid in gids:

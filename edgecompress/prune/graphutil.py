@@ -9,12 +9,13 @@ import onnx
 import onnx_ir as ir
 
 from ..onnxgraph.census import all_nodes, subgraphs
+from ..onnxgraph.io import infer_shapes
 
 
 def to_ir(model: onnx.ModelProto) -> ir.Model:
     """Shape-infer `model` and convert it to onnx-ir; every node gets a unique name."""
     try:
-        model = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        model = infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - shapes are optional; groups needing them become unprunable with a reason
         pass
     m = ir.from_proto(model)
@@ -47,7 +48,7 @@ def to_proto(model: ir.Model, *, keep_shapes: bool = False) -> onnx.ModelProto:
     if not keep_shapes:
         del proto.graph.value_info[:]
     try:
-        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=False, data_prop=True)
+        proto = infer_shapes(proto, check_type=True, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - the stage's checker/ORT load reports real problems
         pass
     return proto
@@ -138,6 +139,8 @@ def unshare_constants(graph: ir.Graph) -> int:
         if node.op_type == "Identity" and node.inputs and is_const(node.inputs[0]) \
                 and not node.outputs[0].is_graph_output():
             arr = const_array(node.inputs[0])
+            if arr is None:  # is_const above
+                raise RuntimeError(f"the constant input of {node.name} has no value")
             out = node.outputs[0]
             for use in list(out.uses()):
                 nv = new_initializer(graph, out.name or "const", arr.copy())
@@ -154,7 +157,10 @@ def unshare_constants(graph: ir.Graph) -> int:
             first = uses[0]
             if first.node is node and first.idx == idx:
                 continue
-            nv = new_initializer(graph, v.name or "const", const_array(v).copy())
+            arr = const_array(v)
+            if arr is None:  # is_const above
+                raise RuntimeError(f"constant {v.name} has no value")
+            nv = new_initializer(graph, v.name or "const", arr.copy())
             node.replace_input_with(idx, nv)
             changed += 1
     return changed

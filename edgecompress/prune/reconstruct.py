@@ -17,6 +17,7 @@ import onnx_ir as ir
 from .calib import CalibratedPass, collect
 from .graphutil import attr, const_array, new_initializer, set_const
 from .groups import Analysis
+from .irchecks import const_input, input_value, node_name, value_name
 
 
 def _conv_rows(x: np.ndarray, node: ir.Node, kshape: tuple[int, ...], rows: np.ndarray | None,
@@ -59,31 +60,38 @@ class LeastSquaresReconstruction(CalibratedPass):
                    and n.op_type in ("Conv", "Gemm", "MatMul") and int(attr(n, "group", 1)) == 1]
         if not targets:
             return False
-        ref = collect(self.reference, [n.outputs[0].name for n in targets], self.feeds)
-        for node in targets:
+        outs = [value_name(n.outputs[0], f"output of {n.name}") for n in targets]
+        ref = collect(self.reference, outs, self.feeds)
+        for node, out in zip(targets, outs, strict=True):
             try:
-                done = self._refit(model, node, ref[node.outputs[0].name])
+                done = self._refit(model, node, ref[out])
             except np.linalg.LinAlgError as exc:
                 self.notes.append(f"{node.name}: least squares failed ({exc}); weights left as pruned")
                 continue
             if done:
-                self.refitted.append(node.name)
+                self.refitted.append(node_name(node))
         return bool(self.refitted)
 
     def _refit(self, model: ir.Model, node: ir.Node, ys: list[np.ndarray]) -> bool:
-        w = const_array(node.inputs[1]).astype(np.float64)
-        xs = collect(model, [node.inputs[0].name], self.feeds)[node.inputs[0].name]
+        name, weight, w0 = node_name(node), input_value(node, 1), const_input(node, 1)
+        w = w0.astype(np.float64)
+        bias_v = node.inputs[2] if len(node.inputs) > 2 else None
+        if node.op_type == "Gemm" and bias_v is not None and const_array(bias_v) is None:
+            self.notes.append(f"{name}: bias is not a constant; not re-fitted")
+            return False
+        x_name = value_name(node.inputs[0], f"input of {name}")
+        xs = collect(model, [x_name], self.feeds)[x_name]
         if node.op_type == "Conv":
             if attr(node, "auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET") or w.ndim != 4:
                 self.notes.append(f"{node.name}: only 2-D Conv with explicit pads is re-fitted")
                 return False
             cout_all = ys[0].shape[1]
-            kept = self._kept_out(node.name, cout_all)
+            kept = self._kept_out(name, cout_all)
             d = w.shape[1] * w.shape[2] * w.shape[3]
             has_bias = True
         else:
             tb = node.op_type == "Gemm" and int(attr(node, "transB", 0))
-            kept = self._kept_out(node.name, ys[0].shape[-1])
+            kept = self._kept_out(name, ys[0].shape[-1])
             d = w.shape[1] if tb else w.shape[0]
             has_bias = node.op_type == "Gemm"
         dim = d + (1 if has_bias else 0)
@@ -132,19 +140,26 @@ class LeastSquaresReconstruction(CalibratedPass):
         lam = self.ridge * float(np.mean(np.diag(xtx))) + 1e-12
         sol = np.linalg.solve(xtx + lam * np.eye(dim), xty)  # (dim, kept)
         wt, bias = (sol[:d], sol[d]) if has_bias else (sol, None)
-        dtype = const_array(node.inputs[1]).dtype
+        if node.op_type == "Gemm":  # y = alpha A B + beta C: the solve fitted alpha B and beta C
+            alpha, beta = float(attr(node, "alpha", 1.0)), float(attr(node, "beta", 1.0))
+            if alpha == 0 or beta == 0:
+                self.notes.append(f"{name}: Gemm with alpha {alpha} / beta {beta}; not re-fitted")
+                return False
+            wt = wt / alpha
+            bias = bias / beta if bias is not None else None
+        dtype = w0.dtype
         if node.op_type == "Conv":
-            set_const(node.inputs[1], wt.T.reshape(len(kept), *w.shape[1:]).astype(dtype))
+            set_const(weight, wt.T.reshape(len(kept), *w.shape[1:]).astype(dtype))
         elif node.op_type == "Gemm" and int(attr(node, "transB", 0)):
-            set_const(node.inputs[1], wt.T.astype(dtype))
+            set_const(weight, wt.T.astype(dtype))
         else:
-            set_const(node.inputs[1], wt.astype(dtype))
+            set_const(weight, wt.astype(dtype))
         if bias is not None:
             b = bias.astype(dtype)
-            if len(node.inputs) > 2 and node.inputs[2] is not None:
-                old = const_array(node.inputs[2])
-                set_const(node.inputs[2], b.reshape(old.shape) if old.size == b.size else b)
+            if bias_v is not None:
+                old = const_input(node, 2)
+                set_const(bias_v, b.reshape(old.shape) if old.size == b.size else b)
             else:
                 node.resize_inputs(3)
-                node.replace_input_with(2, new_initializer(model.graph, f"{node.name}_bias", b))
+                node.replace_input_with(2, new_initializer(model.graph, f"{name}_bias", b))
         return True

@@ -12,7 +12,8 @@ import numpy as np
 import onnx_ir as ir
 
 from .graphutil import attr, const_array, is_const, rank, static_shape
-from .groups import CLAIMED, Analyzer, Fix, Layout, MacDeps
+from .irchecks import known_dims, node_name, value_name
+from .spaces import CLAIMED, Analyzer, Fix, Layout, MacDeps
 
 Rule = Callable[[Analyzer, ir.Node, list], list]
 RULES: dict[str, Rule] = {}
@@ -94,6 +95,7 @@ def _conv(a: Analyzer, node: ir.Node, lays: list) -> list:
     if W is None or (b is not None and not is_const(b)):
         a.block(L, f"Conv {node.name} has non-constant weights")
         return [None]
+    name = node_name(node)
     group = int(attr(node, "group", 1))
     cout = int(W.shape[0])
     r = rank(node.outputs[0]) or W.ndim
@@ -103,54 +105,57 @@ def _conv(a: Analyzer, node: ir.Node, lays: list) -> list:
             if L.axis != 1 or L.expand != 1:
                 a.block(L, f"Conv {node.name} reads the channels on an unexpected axis")
             else:
-                a.add_slice(L, w, 1, "weight_in", node.name)
-                a.add_use(L, node.name, x.name)
+                a.add_slice(L, w, 1, "weight_in", name)
+                a.add_use(L, name, value_name(x, f"input of Conv {name}"))
                 in_segs = L.segs
-        s = a.new_space(cout, node.name)
+        s = a.new_space(cout, name)
         out = Layout(1, r, ((s, cout),))
-        a.add_slice(out, w, 0, "weight_out", node.name)
-        a.add_slice(out, b, 0, "bias", node.name)
-        a.macs.append(MacDeps(node.name, in_segs, s))
+        a.add_slice(out, w, 0, "weight_out", name)
+        a.add_slice(out, b, 0, "bias", name)
+        a.macs.append(MacDeps(name, in_segs, s))
         return [out]
     if tracked(L) and L.axis == 1 and L.expand == 1 and group == L.channels == cout and W.shape[1] == 1:
-        a.add_slice(L, w, 0, "dw_weight", node.name)
-        a.add_slice(L, b, 0, "bias", node.name)
-        a.fixes.append(Fix("dw_group", node.name, ()))
-        a.macs.append(MacDeps(node.name, L.segs, None))
+        a.add_slice(L, w, 0, "dw_weight", name)
+        a.add_slice(L, b, 0, "bias", name)
+        a.fixes.append(Fix("dw_group", name, ()))
+        a.macs.append(MacDeps(name, L.segs, None))
         return [L]
     a.block(L, f"grouped Conv {node.name} (group={group}) is not depthwise with multiplier 1")
     return [None]
 
 
-def _weight_matmul(a: Analyzer, node: ir.Node, L, x: ir.Value, w: ir.Value, in_axis: int, out_axis: int,
+def _weight_matmul(a: Analyzer, node: ir.Node, L, x: ir.Value | None, w: ir.Value, in_axis: int, out_axis: int,
                    bias: ir.Value | None, out_rank: int) -> list:
     W = const_array(w)
+    name = node_name(node)
+    if W is None:
+        raise ValueError(f"{node.op_type} {name}: weight {w.name!r} is not a constant")
     in_segs: tuple = ()
     if tracked(L):
         if L.axis != L.rank - 1:
-            a.block(L, f"{node.op_type} {node.name} reads the channels on axis {L.axis} (not the inner dim)")
+            a.block(L, f"{node.op_type} {name} reads the channels on axis {L.axis} (not the inner dim)")
         else:
-            a.add_slice(L, w, in_axis, "weight_in", node.name)
-            a.add_use(L, node.name, x.name)
+            a.add_slice(L, w, in_axis, "weight_in", name)
+            a.add_use(L, name, value_name(x, f"input of {node.op_type} {name}"))
             in_segs = L.segs
     n = int(W.shape[out_axis])
-    if node.name in a.claimed_out:  # a Q/K/V projection: its output belongs to the heads space
-        hs = a.head_space[node.name]
-        a.macs.append(MacDeps(node.name, in_segs, hs))
+    if name in a.claimed_out:  # a Q/K/V projection: its output belongs to the heads space
+        hs = a.head_space[name]
+        a.macs.append(MacDeps(name, in_segs, hs))
         return [CLAIMED]
-    if node.name in a.claimed_in:
-        hs = a.head_space[node.name]
+    if name in a.claimed_in:
+        hs = a.head_space[name]
         in_segs = ((hs, a.spaces[hs].size),)
-    s = a.new_space(n, node.name, kind="units" if out_rank <= 3 else "channels")
+    s = a.new_space(n, name, kind="units" if out_rank <= 3 else "channels")
     out = Layout(out_rank - 1, out_rank, ((s, n),))
-    a.add_slice(out, w, out_axis, "weight_out", node.name)
+    a.add_slice(out, w, out_axis, "weight_out", name)
     if bias is not None:
         B = const_array(bias)
         if B is None:
-            a.block(out, f"Gemm {node.name} has a non-constant bias")
+            a.block(out, f"Gemm {name} has a non-constant bias")
         elif B.ndim >= 1 and B.shape[-1] == n and n > 1:
-            a.add_slice(out, bias, B.ndim - 1, "bias", node.name)
-    a.macs.append(MacDeps(node.name, in_segs, s))
+            a.add_slice(out, bias, B.ndim - 1, "bias", name)
+    a.macs.append(MacDeps(name, in_segs, s))
     return [out]
 
 
@@ -158,7 +163,8 @@ def _weight_matmul(a: Analyzer, node: ir.Node, L, x: ir.Value, w: ir.Value, in_a
 def _gemm(a: Analyzer, node: ir.Node, lays: list) -> list:
     x, w = node.inputs[0], node.inputs[1]
     c = node.inputs[2] if len(node.inputs) > 2 else None
-    if int(attr(node, "transA", 0)) or const_array(w) is None or const_array(w).ndim != 2:
+    W = const_array(w)
+    if int(attr(node, "transA", 0)) or w is None or W is None or W.ndim != 2:
         a.block(lays[0], f"Gemm {node.name} has transA or non-constant weights")
         return [None]
     tb = int(attr(node, "transB", 0))
@@ -170,7 +176,7 @@ def _matmul(a: Analyzer, node: ir.Node, lays: list) -> list:
     x, w = node.inputs[0], node.inputs[1]
     W = const_array(w)
     r = _out_rank(node)
-    if W is None or W.ndim != 2 or is_const(x) or r is None:
+    if w is None or W is None or W.ndim != 2 or is_const(x) or r is None:
         for lay in lays:
             a.block(lay, f"MatMul {node.name} multiplies two activations (not a recognised attention block)")
         return [None]
@@ -187,7 +193,7 @@ def _batchnorm(a: Analyzer, node: ir.Node, lays: list) -> list:
         return [None] * len(node.outputs)
     kinds = ("bn_scale", "bn_bias", "bn_mean", "bn_var")
     for v, kind in zip(node.inputs[1:], kinds, strict=False):
-        a.add_slice(L, v, 0, kind, node.name)
+        a.add_slice(L, v, 0, kind, node_name(node))
     if node.op_type == "BatchNormalization":
         for s, _ in L.segs:
             a.spaces[s].bn_nodes.append(node.name)
@@ -265,7 +271,7 @@ def _binary(a: Analyzer, node: ir.Node, lays: list) -> list:
         if dim == 1:
             continue
         if is_const(v) and dim == total:
-            a.add_slice(ref, v, ax, "const", node.name)
+            a.add_slice(ref, v, ax, "const", node_name(node))
         else:
             ok = False
             if not is_const(v):
@@ -300,7 +306,7 @@ def _concat(a: Analyzer, node: ir.Node, lays: list) -> list:
                 for t in trk:
                     a.block(t, f"Concat {node.name} joins an input of unknown size")
                 return [None]
-            fixed = a.new_space(shp[axis] // trk[0].expand, node.name)
+            fixed = a.new_space(shp[axis] // trk[0].expand, node_name(node))
             a.spaces[fixed].reasons.append(f"channels of a fixed tensor concatenated by {node.name}")
             segs.append((fixed, shp[axis] // trk[0].expand))
         return [Layout(axis, r, tuple(segs), trk[0].expand)]
@@ -351,7 +357,7 @@ def _split(a: Analyzer, node: ir.Node, lays: list) -> list:
             return [None] * k
         outs.append(Layout(axis, L.rank, segs, L.expand))
         pos += sz
-    a.fixes.append(Fix("split_sizes", node.name, tuple(o.segs for o in outs) + (L.expand,)))
+    a.fixes.append(Fix("split_sizes", node_name(node), tuple(o.segs for o in outs) + (L.expand,)))
     return outs
 
 
@@ -377,7 +383,7 @@ def _slice(a: Analyzer, node: ir.Node, lays: list) -> list:
         a.block(L, f"Slice {node.name} cuts across a group of channels")
         return [None]
     before = _cut(L, 0, lo) or ()
-    a.fixes.append(Fix("slice_bounds", node.name, (i, before, segs, L.expand)))
+    a.fixes.append(Fix("slice_bounds", node_name(node), (i, before, segs, L.expand)))
     return [Layout(L.axis, L.rank, segs, L.expand)]
 
 
@@ -388,8 +394,8 @@ def _flatten(a: Analyzer, node: ir.Node, lays: list) -> list:
         return [None]
     fa = int(attr(node, "axis", 1)) % L.rank
     shp = static_shape(node.inputs[0])
-    tail = shp[L.axis + 1:] if shp else None
-    if fa != L.axis or tail is None or any(d is None for d in tail):
+    tail = known_dims(shp[L.axis + 1:]) if shp else None
+    if fa != L.axis or tail is None:
         a.block(L, f"Flatten {node.name} mixes the channels with other dims")
         return [None]
     return [Layout(1, 2, L.segs, L.expand * int(np.prod(tail, dtype=np.int64)))]
@@ -412,13 +418,14 @@ def _reshape(a: Analyzer, node: ir.Node, lays: list) -> list:
             (i < len(spec) and spec[i] == 0) or (shp_in[i] is not None and shp_in[i] == shp_out[i])
             for i in range(k))
 
-    tail_in, tail_out = shp_in[ax + 1:], shp_out[ax + 1:] if len(shp_out) > ax else None
-    if tail_out is not None and prefix_ok(ax) and shp_out[ax] == shp_in[ax] and None not in tail_in \
-            and None not in tail_out and np.prod(tail_in, dtype=np.int64) == np.prod(tail_out, dtype=np.int64):
-        a.fixes.append(Fix("reshape_tail", node.name, (ax, tuple(int(d) for d in tail_out))))
+    tail_in = known_dims(shp_in[ax + 1:])  # None: a dim after the channel axis is unknown
+    tail_out = known_dims(shp_out[ax + 1:]) if len(shp_out) > ax else None
+    if len(shp_out) > ax and prefix_ok(ax) and shp_out[ax] == shp_in[ax] and tail_in is not None \
+            and tail_out is not None and np.prod(tail_in, dtype=np.int64) == np.prod(tail_out, dtype=np.int64):
+        a.fixes.append(Fix("reshape_tail", node_name(node), (ax, tuple(int(d) for d in tail_out))))
         return [Layout(ax, len(shp_out), L.segs, L.expand)]
-    if len(shp_out) == ax + 1 and prefix_ok(ax) and None not in tail_in:
-        a.fixes.append(Fix("reshape_tail", node.name, (ax, ())))
+    if len(shp_out) == ax + 1 and prefix_ok(ax) and tail_in is not None:
+        a.fixes.append(Fix("reshape_tail", node_name(node), (ax, ())))
         return [Layout(ax, ax + 1, L.segs, L.expand * int(np.prod(tail_in, dtype=np.int64)))]
     a.block(L, f"Reshape {node.name} splits or mixes the channel axis ({list(shp_in)} -> {list(shp_out)})")
     return [None]

@@ -65,7 +65,7 @@ class _Fidelities:
     dataset and each (model, dataset) pair is measured once."""
 
     def __init__(self, base: onnx.ModelProto, config: PruneConfig) -> None:
-        self.base = base.SerializeToString()
+        self.base = base  # a ModelProto: ORT gets bytes, or external data for one over 2 GB (make_session)
         self.compare = config.compare
         self.state = resolve_state(self.compare, self.base)
         self.refs: dict[int, tuple[FeedData, Outputs]] = {}
@@ -76,7 +76,7 @@ class _Fidelities:
         if key not in self.done:
             if id(data) not in self.refs:
                 self.refs[id(data)] = data, run_outputs(self.base, data, state=self.state, origin="input model")
-            outs = run_outputs(got.SerializeToString(), data, state=self.state, origin="pruned model")
+            outs = run_outputs(got, data, state=self.state, origin="pruned model")
             rep = judge(self.refs[id(data)][1], outs, self.compare, labels=data.labels, state=self.state)
             if rep.broken:
                 b = rep.broken[0]
@@ -133,11 +133,13 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
         raise unprunable_error(analysis)
 
     feeds = calib.feeds() if calib is not None else None
-    acts = activation_means(base.SerializeToString(), analysis, gids, feeds) if config.criterion == "activation" else None
+    acts = activation_means(base, analysis, gids, feeds) if config.criterion == "activation" else None
     taylor = None
     if config.criterion == "taylor":
         from .taylor import taylor_scores
 
+        if calib is None:  # raised as a ConfigError above
+            raise RuntimeError("criterion 'taylor' without calibration data")
         taylor = taylor_scores(base, analysis, gids, calib)
     scores, more = compute_scores(work, analysis, gids, config.criterion, acts, taylor)
     notes += more
@@ -156,6 +158,7 @@ def prune(model: str | os.PathLike[str] | ModelArtifact, config: PruneConfig, *,
     notes += more
     full = {gid: analysis.groups[gid].size for gid in gids}
     recovery = None
+    best: Candidate | None
     if config.recover:
         rdata = _recover_data(recover_data, src, calib, held if evald is None else None, notes)
         best, recovery = _recovered(build, base, top, counts_at(top), config, rdata, check, Path(out), progress)
@@ -290,7 +293,9 @@ class _Builder:
                              "consumer bias(es)")
             notes += comp.notes
         raw = to_proto(pruned_ir)
-        final, recon, bn_done = raw, (), ()
+        final = raw
+        recon: tuple[str, ...] = ()
+        bn_done: tuple[str, ...] = ()
         fid_raw = self.fids(raw, self.check) if self.check is not None else None
         fid = fid_raw
         if self.feeds is not None and config.reconstruct and keep:
@@ -301,6 +306,8 @@ class _Builder:
             notes += ls.notes
             recon, bn_done = tuple(ls.refitted), tuple(bn.updated)
             final = to_proto(pruned_ir)
+            if self.check is None:  # feeds come from calibration data, which is then the check data at the least
+                raise RuntimeError("reconstruction without check data")
             fid = self.fids(final, self.check)
             if fid_raw is not None and fid.rel_error > fid_raw.rel_error:
                 notes.append(f"reconstruction raised the output error on the "
@@ -319,8 +326,8 @@ def _curve(src: onnx.ModelProto, best: Candidate | None, tried: list[Candidate],
     point's speed-up over the input model, measured side by side in one run."""
     speed: dict[int, float] = {}
     if len(tried) >= 2 and check is not None and is_host_compatible(get_target(target)):
-        models = {"input": src.SerializeToString()}
-        models.update({f"c{i}": c.model.SerializeToString() for i, c in enumerate(tried)})
+        models: dict[str, Any] = {"input": src}
+        models.update({f"c{i}": c.model for i, c in enumerate(tried)})
         tm = time_side_by_side(models, next(iter(check.head(1))), threads=1, budget_s=CURVE_TIMING_S)
         speed = {i: tm.ratio("input", f"c{i}") for i in range(len(tried))}
     pts = [point(c, max_drop, chosen=c is best, speedup=speed.get(i)) for i, c in enumerate(tried)]
@@ -330,8 +337,11 @@ def _curve(src: onnx.ModelProto, best: Candidate | None, tried: list[Candidate],
 
 def _backed_off(config: PruneConfig, mode: str, first: Candidate, best: Candidate, n: int) -> str:
     asked = f"--ratio {config.ratio}" if mode == "ratio" else f"--target-macs {config.target_macs}"
-    w = first.fidelity.worst if first.fidelity is not None else None
-    return (f"{asked} dropped {first.fidelity.drop:.4f} on output {w.name if w else '?'} "
+    f = first.fidelity
+    if f is None:  # a candidate without fidelity is inside the budget: never backed off from
+        raise RuntimeError("backed off from a candidate without fidelity")
+    w = f.worst
+    return (f"{asked} dropped {f.drop:.4f} on output {w.name if w else '?'} "
             f"({w.primary if w else '-'}) > max_drop {config.max_drop}: backed off to the largest reduction inside "
             f"the budget of {n} tried (MACs kept {best.macs_kept:.3f}); see the curve")
 
@@ -339,7 +349,9 @@ def _backed_off(config: PruneConfig, mode: str, first: Candidate, best: Candidat
 def _outside(tried: list[Candidate], config: PruneConfig, mode: str, curve: list[CurvePoint]) -> ValidationError:
     least = min(tried, key=lambda c: c.fidelity.drop if c.fidelity is not None else 0.0)
     f = least.fidelity
-    w = f.worst if f is not None else None
+    if f is None:  # a candidate without fidelity is inside the budget: none is when nothing was chosen
+        raise RuntimeError("no candidate inside the budget, yet one without fidelity")
+    w = f.worst
     what = "the reduction" if mode == "magnitude" else f"every one of the {len(tried)} reductions tried"
     return ValidationError(
         f"no pruned model inside the budget: {what} dropped more than max_drop {config.max_drop}; the least "
@@ -359,4 +371,4 @@ def _validate(src: onnx.ModelProto, final: onnx.ModelProto, *, loaded: bool) -> 
             [t.name for t in output_specs(final)] != [t.name for t in output_specs(src)]:
         raise ValidationError("pruned model changed the model's I/O signature")
     if not loaded:
-        make_session(final.SerializeToString(), origin="pruned model")
+        make_session(final, origin="pruned model")
