@@ -374,10 +374,10 @@ def _load_images(folder: Path, spec: ImageSpec, what: str) -> FeedData:
 
     def load_one(f: Path) -> np.ndarray:
         try:
-            with Image.open(f) as im:
-                im = im.convert("L" if spec.grayscale else "RGB")
-                im = im.resize((spec.size[1], spec.size[0]), Image.BILINEAR)
-                a = np.asarray(im, dtype=np.float32) * spec.scale
+            with Image.open(f) as opened:
+                im = opened.convert("L" if spec.grayscale else "RGB")
+                im = im.resize((spec.size[1], spec.size[0]), Image.Resampling.BILINEAR)
+                a: np.ndarray = np.asarray(im, dtype=np.float32) * spec.scale
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"{what} {f}: not a readable image ({exc})") from None
         if a.ndim == 2:

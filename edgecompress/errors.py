@@ -14,6 +14,7 @@ class EdgecompressError(Exception):
 
     exit_code = 2
     default_hint = ""
+    exporter_log: str  # set (not always) by the export stage on its failures; the CLI shows it with --debug
 
     def __init__(self, message: str, *, hint: str | None = None, report: Any = None) -> None:
         super().__init__(message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,12 @@ def _each_image(x: list[torch.Tensor], fn: Callable[[torch.Tensor], torch.Tensor
     return [fn(t) if t.dim() == 4 and t.is_floating_point() else t for t in x]
 
 
-def _per_batch(draw: Callable[[int], object]) -> Callable[[int], object]:
+_P = TypeVar("_P")
+
+
+def _per_batch(draw: Callable[[int], _P]) -> Callable[[int], _P]:
     """Random parameters drawn once per batch size: several image inputs of one sample get the same transform."""
-    cache: dict[int, object] = {}
+    cache: dict[int, _P] = {}
     return lambda n: cache[n] if n in cache else cache.setdefault(n, draw(n))
 
 

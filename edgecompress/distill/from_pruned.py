@@ -99,10 +99,9 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
                 raise _fail(f"Conv {n.name!r} has no constant weight")
             b = _bias(const(n.input[2]) if len(n.input) > 2 and n.input[2] else None, w.shape[0], n.name)
             lay = _Layer(n.name, "conv", w, b, int(attrs.get("group", 1)))
-        elif n.op_type == "Gemm" and const(n.input[1]) is not None:
+        elif n.op_type == "Gemm" and (w := const(n.input[1])) is not None:
             if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
                 raise _fail(f"Gemm {n.name!r} has transA/alpha/beta that no nn.Linear has")
-            w = const(n.input[1])
             w = w if attrs.get("transB", 0) else w.T
             b = _bias(const(n.input[2]) if len(n.input) > 2 and n.input[2] else None, w.shape[0], n.name)
             lay = _Layer(n.name, "linear", w, b)
@@ -120,8 +119,9 @@ def _graph_layers(path: Path) -> tuple[list[_Layer], Any]:
             continue
         elif n.op_type == "BatchNormalization" and n.input[0] in by_output:
             prev = by_output[n.input[0]]
-            vals = tuple(const(i) for i in n.input[1:5])
-            if all(v is not None for v in vals) and len(users.get(n.input[0], [])) == 1:
+            found = [const(i) for i in n.input[1:5]]
+            vals = tuple(v for v in found if v is not None)
+            if len(vals) == len(found) and len(users.get(n.input[0], [])) == 1:
                 prev.bn, prev.bn_eps = vals, float(attrs.get("epsilon", 1e-5))
             continue
         else:
@@ -163,7 +163,10 @@ def _check_pair(name: str, m: nn.Module, lay: _Layer) -> None:
     if isinstance(m, nn.Linear) != (lay.op == "linear"):
         raise _fail(f"layer order differs: teacher module {name!r} is {type(m).__name__}, graph node "
                     f"{lay.node!r} is a {lay.op}")
-    tw = tuple(m.weight.shape)
+    weight = m.weight
+    if not isinstance(weight, torch.Tensor):
+        raise _fail(f"teacher module {name!r} ({type(m).__name__}) has no weight tensor")
+    tw = tuple(weight.shape)
     pw = lay.weight.shape
     if len(tw) != len(pw) or tw[2:] != pw[2:]:
         raise _fail(f"{name!r}: teacher weight {list(tw)} vs pruned {list(pw)} (kernel or rank differs)")

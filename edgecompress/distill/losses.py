@@ -110,7 +110,7 @@ class FeatureHints(nn.Module):
             t = self._t_feats[t_name].detach().float()
             s = self.adapters[self._key(t_name, s_name)](self._s_feats[s_name].float())
             if t.dim() == 4 and s.shape[-2:] != t.shape[-2:]:
-                s = F.adaptive_avg_pool2d(s, t.shape[-2:])
+                s = F.adaptive_avg_pool2d(s, (int(t.shape[-2]), int(t.shape[-1])))
             elif t.dim() == 3 and s.shape[1] != t.shape[1]:
                 s = F.adaptive_avg_pool1d(s.transpose(1, 2), t.shape[1]).transpose(1, 2)
             term = F.mse_loss(s, t)

@@ -21,22 +21,13 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..export.source import load_factory, load_weights, student_from_checkpoint
+
+# the loaders are the export stage's (export/source.py), shared: one SPEC/weights/checkpoint reader
+__all__ = ["CHECKPOINT_FORMAT", "count_macs", "count_params", "input_names", "load_factory", "load_student",
+           "load_weights", "student_from_checkpoint"]
 
 CHECKPOINT_FORMAT = "edgecompress.distill/1"
-
-
-def load_factory(spec: str, what: str = "model") -> nn.Module:
-    """Build a module from `path/file.py:factory` or `package.module:factory` (the export stage's loader)."""
-    from ..export.source import load_factory as _load
-
-    return _load(spec, what)
-
-
-def load_weights(model: nn.Module, path: str | Path, what: str) -> None:
-    """Load a state_dict (or a checkpoint holding one) into `model`; the export stage's loader, shared."""
-    from ..export.source import load_weights as _load
-
-    _load(model, path, what)
 
 
 def input_names(model: nn.Module) -> list[str]:
@@ -94,17 +85,3 @@ def load_student(path: str | Path) -> nn.Module:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ModelError(f"student checkpoint {p}: expected a dict with 'state_dict'")
     return student_from_checkpoint(ckpt)
-
-
-def student_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    """The student module of a distill checkpoint dict already read (see load_student)."""
-    derived = ckpt.get("derived")
-    if derived:
-        from .students import rebuild_derived
-
-        teacher = load_factory(derived["teacher"], "teacher")
-        model = rebuild_derived(teacher, derived)
-    else:
-        model = load_factory(ckpt["definition"], "student")
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()

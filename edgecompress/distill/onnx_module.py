@@ -101,16 +101,16 @@ def _pool(kind: str):
         if kind == "max":
             if sym is None:
                 x, sym = F.pad(x, fpad, value=float("-inf")), [0] * rank
-            fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1]
-            return fn(x, k, strides, sym, dil, ceil_mode=ceil)
+            max_fn: Callable[..., torch.Tensor] = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1]
+            return max_fn(x, k, strides, sym, dil, ceil_mode=ceil)
         include = bool(a.get("count_include_pad", 0))
         if sym is None:
             if not include and any(fpad):
                 raise UnsupportedError("AveragePool with asymmetric pads and count_include_pad=0 is not supported "
                                        "by --recover")
             x, sym = F.pad(x, fpad), [0] * rank
-        fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[rank - 1]
-        return fn(x, k, strides, sym, ceil_mode=ceil, count_include_pad=include)
+        avg_fn: Callable[..., torch.Tensor] = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[rank - 1]
+        return avg_fn(x, k, strides, sym, ceil_mode=ceil, count_include_pad=include)
     return run
 
 
@@ -360,7 +360,7 @@ class OnnxModule(nn.Module):
                 consts[n.output[0]] = _constant_value(a)
             else:
                 self.nodes.append((n.op_type, list(n.input), list(n.output), a))
-        trainable = set()
+        trainable: set[str] = set()
         for op, ins, _, _ in self.nodes:
             idx = _TRAINABLE.get(op, ())
             trainable.update(name for i, name in enumerate(ins) if name in consts and (i in idx or -1 in idx))

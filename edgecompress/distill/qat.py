@@ -30,6 +30,10 @@ INT8_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteg
 class ActFakeQuant(nn.Module):
     """uint8 asymmetric per-tensor fake quantization with EMA-tracked range."""
 
+    lo: torch.Tensor  # buffers, registered in __init__
+    hi: torch.Tensor
+    seen: torch.Tensor
+
     def __init__(self, momentum: float = 0.01) -> None:
         super().__init__()
         self.momentum = momentum
@@ -64,7 +68,7 @@ class ActFakeQuant(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, scale, zp, 0, 255)
 
 
-def _fq_weight(mod: nn.Module, axis: int = 0) -> torch.Tensor:
+def _fq_weight(mod: QConv2d | QLinear, axis: int = 0) -> torch.Tensor:
     """Per-channel symmetric int8 fake quant of mod.weight; the scale is a buffer (updated while training), so
     the exported QuantizeLinear takes a constant scale."""
     w = mod.weight
@@ -77,7 +81,15 @@ def _fq_weight(mod: nn.Module, axis: int = 0) -> torch.Tensor:
 
 
 class _QMixin:
+    """The weight fake-quant buffers of a QConv2d / QLinear (registered by _init_q)."""
+
+    w_scale: torch.Tensor
+    w_zp: torch.Tensor
+    w_ready: torch.Tensor
+
     def _init_q(self, n: int) -> None:
+        if not isinstance(self, nn.Module):
+            raise TypeError(f"_QMixin needs an nn.Module, got {type(self).__name__}")
         self.register_buffer("w_scale", torch.ones(n))
         self.register_buffer("w_zp", torch.zeros(n, dtype=torch.int32))
         self.register_buffer("w_ready", torch.zeros((), dtype=torch.bool))
@@ -94,10 +106,12 @@ class QLinear(nn.Linear, _QMixin):
 
 
 def _swap(m: nn.Module) -> nn.Module:
-    if type(m) is nn.Conv2d:
-        q = QConv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                    m.bias is not None, m.padding_mode)
-    elif type(m) is nn.Linear:
+    q: QConv2d | QLinear
+    if isinstance(m, nn.Conv2d) and type(m) is nn.Conv2d:
+        # torch types Conv2d's kernel_size/stride/padding/dilation as tuple[int, ...], its constructor as 2-tuples
+        q = QConv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,  # type: ignore[arg-type]
+                    m.dilation, m.groups, m.bias is not None, m.padding_mode)  # type: ignore[arg-type]
+    elif isinstance(m, nn.Linear) and type(m) is nn.Linear:
         q = QLinear(m.in_features, m.out_features, m.bias is not None)
     else:
         return m
@@ -119,6 +133,8 @@ def prepare_qat(student: nn.Module) -> fx.GraphModule:
                                f"{' '.join(str(exc).split())[:160]}") from None
     finally:
         student.train(was)
+    if not isinstance(gm, fx.GraphModule):  # fuse() returns a GraphModule; this narrows its declared nn.Module
+        raise UnsupportedError(f"--qat: BN folding returned a {type(gm).__name__}, not a torch.fx GraphModule")
     mods = dict(gm.named_modules())
     count = 0
     for node in list(gm.graph.nodes):

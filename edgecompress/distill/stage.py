@@ -134,7 +134,7 @@ def distill(config: DistillConfig, *, data, out, val=None, progress: bool = Fals
                 if pt2 is not None:
                     outputs["pt2"] = str(pt2)
         scratch = None
-        if cfg.compare_scratch:
+        if untrained is not None:  # set exactly when cfg.compare_scratch
             scratch = _scratch_run(cfg, teacher, untrained, train, valset, out=out, device=device, dist=dist,
                                    progress=progress, fingerprint_extra=hashes)
             scratch["kd_gain"] = outcome.best_metric - scratch[metric_name]
@@ -194,12 +194,16 @@ def _make_student(cfg: DistillConfig, teacher: nn.Module, train: TensorSet
 
         student, plan, notes = pruned_student(teacher, cfg.student_from_pruned,
                                               {k: v[:64] for k, v in train.inputs.items()})
-        derived = {"teacher": cfg.teacher, "teacher_weights": cfg.teacher_weights, "kind": "pruned",
+        derived: dict[str, Any] = {"teacher": cfg.teacher, "teacher_weights": cfg.teacher_weights, "kind": "pruned",
                    "value": cfg.student_from_pruned, "plan": plan}
         return student, derived, f"derived:pruned={cfg.student_from_pruned} of {cfg.teacher}", notes
     from .students import derive_student
 
-    kind, value = cfg.derivation
+    derivation = cfg.derivation
+    if derivation is None:  # DistillConfig.validate requires one of the three student sources
+        raise ConfigError("give exactly one of student (a SPEC), student_from_teacher (width=F | depth=K) and "
+                          "student_from_pruned (a model pruned by `edgecompress prune`)")
+    kind, value = derivation
     student, plan = derive_student(teacher, kind, value, {k: v[:2] for k, v in train.inputs.items()})
     derived = {"teacher": cfg.teacher, "teacher_weights": cfg.teacher_weights, "kind": kind, "value": value,
                "plan": plan}

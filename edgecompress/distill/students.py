@@ -163,9 +163,11 @@ def _analyse(gm: fx.GraphModule) -> dict[int, _Group]:
             elif node.op == "call_function" and tgt in _MERGE:
                 tensors = [a for a in node.args if isinstance(a, fx.Node)]
                 sps = [space.get(a) for a in tensors]
-                if len(tensors) == 2 and all(s is not None for s in sps) and sps[0][1] == sps[1][1] >= 0 \
+                sa = sps[0] if sps else None
+                sb = sps[1] if len(sps) > 1 else None
+                if len(tensors) == 2 and sa is not None and sb is not None and sa[1] == sb[1] >= 0 \
                         and _shape(tensors[0]) == _shape(tensors[1]):
-                    ra, rb = uf.find(sps[0][0]), uf.find(sps[1][0])
+                    ra, rb = uf.find(sa[0]), uf.find(sb[0])
                     if ra != rb:
                         uf.parent[rb] = ra
                         g, other = groups[ra], groups[rb]
@@ -173,9 +175,9 @@ def _analyse(gm: fx.GraphModule) -> dict[int, _Group]:
                         g.members += other.members
                         g.consumers += other.consumers
                         g.fixed = g.fixed or other.fixed
-                    out = (ra, sps[0][1])
-                elif len(tensors) == 1 and sps[0] is not None and sps[0][1] >= 0:
-                    out = sps[0]  # tensor op scalar
+                    out = (ra, sa[1])
+                elif len(tensors) == 1 and sa is not None and sa[1] >= 0:
+                    out = sa  # tensor op scalar
                 else:
                     for sp in sps:
                         fix(sp)
@@ -189,9 +191,11 @@ def _analyse(gm: fx.GraphModule) -> dict[int, _Group]:
 
 
 def _flatten_start(node: fx.Node) -> int:
-    if len(node.args) > 1:
-        return int(node.args[1])
-    return int(node.kwargs.get("start_dim", 0))
+    start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+    if not isinstance(start, int):
+        raise UnsupportedError(f"width reduction: flatten at {node.name!r} has a start_dim computed at run time "
+                               f"({start!r}); only a constant start_dim is supported")
+    return start
 
 
 def _importance(model: nn.Module, g: _Group) -> torch.Tensor:

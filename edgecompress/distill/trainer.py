@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,6 +32,9 @@ from .augment import augment
 from .config import DistillConfig
 from .data import TensorSet
 from .losses import FeatureHints, task_loss
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 STATE_FORMAT = "edgecompress.distill.state/1"
 # options that may differ between a killed run and its --resume without changing the result
@@ -230,8 +234,8 @@ class Trainer:
                 self.student.train()
                 total, count = torch.zeros((), dtype=torch.float64), 0
                 for step, idx in enumerate(self._epoch_batches(n, epoch)):
-                    x, y = self.train_set.index(idx)
-                    x = [v.to(dev, non_blocking=True) for v in x.values()]
+                    feeds, y = self.train_set.index(idx)
+                    x = [v.to(dev, non_blocking=True) for v in feeds.values()]
                     y = y.to(dev) if y is not None else None
                     x = augment(x, cfg, epoch, step)
                     if ce_only:
@@ -240,6 +244,8 @@ class Trainer:
                         with torch.no_grad():
                             t_out = primary(self.teacher(*x)).float()
                     else:
+                        if cached is None:
+                            raise RuntimeError("distill: teacher outputs were not cached before training")
                         t_out = cached[idx].to(dev)
                     ctx = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
                     with ctx:
@@ -360,8 +366,8 @@ class _Bar:
     def __init__(self, total: int, enabled: bool) -> None:
         self.enabled = enabled
         self.total = total
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._done = 0
 
     def __enter__(self) -> _Bar:
@@ -379,7 +385,7 @@ class _Bar:
         self._done += n
 
     def update(self, text: str, log: bool = False) -> None:
-        if self._progress is None:
+        if self._progress is None or self._task is None:  # disabled (both are set together in __enter__)
             return
         if log:
             self._progress.update(self._task, description=text)
@@ -388,6 +394,7 @@ class _Bar:
         else:
             self._progress.update(self._task, description=text, advance=1)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self._progress is not None:
-            self._progress.__exit__(*exc)
+            self._progress.__exit__(exc_type, exc, tb)

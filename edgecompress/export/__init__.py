@@ -141,7 +141,7 @@ def export(model: str | os.PathLike[str] | ModelArtifact, config: ExportConfig |
                                        feed_data=feed_data, used=used, notices=notices, log=log, t0=t0,
                                        parent=parent, model_ref=model_ref, kind=kind, say=say)
         except ValidationError as exc:
-            exc.exporter_log = log  # type: ignore[attr-defined] - shown by the CLI with --debug
+            exc.exporter_log = log  # shown by the CLI with --debug
             raise
 
 

@@ -147,6 +147,23 @@ def load_source(model: str, weights: str | None = None):
     return module, "factory", None
 
 
+def student_from_checkpoint(ckpt: dict[str, Any]):
+    """The student nn.Module of a distill checkpoint dict already read (see edgecompress.distill.models).
+
+    A derived student is rebuilt from its teacher factory and the plan stored under 'derived'
+    (edgecompress.distill.students, which needs torch); a SPEC student from its 'definition'.
+    """
+    derived = ckpt.get("derived")
+    if derived:
+        from ..distill.students import rebuild_derived  # torch-only module, loaded only for derived students
+
+        model = rebuild_derived(load_factory(derived["teacher"], "teacher"), derived)
+    else:
+        model = load_factory(ckpt["definition"], "student")
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
 def _load_checkpoint(p: Path, weights: str | None):
     """A distill checkpoint: {'state_dict': ..., 'definition': SPEC, 'input_names': [...]}."""
     ckpt = _torch_load(p, "model checkpoint")
@@ -156,18 +173,12 @@ def _load_checkpoint(p: Path, weights: str | None):
     definition = str(ckpt["definition"])
     names = ckpt.get("input_names") if isinstance(ckpt.get("input_names"), (list, tuple)) else None
     if definition.startswith("derived:"):
-        # a student derived from the teacher (width/depth cut): the distill stage rebuilds it from its plan;
-        # without that, the ExportedProgram it saved beside the checkpoint (fixed shapes) is used
-        try:
-            from ..distill.models import student_from_checkpoint
-        except ImportError:
-            student_from_checkpoint = None
-        if student_from_checkpoint is not None and not weights:
-            return student_from_checkpoint(ckpt), "checkpoint", names
-        pt2 = p.with_suffix(".pt2")
-        if not pt2.is_file():
-            raise ModelError(f"model checkpoint {p} holds a derived student; its program {pt2.name} is missing")
-        return load_program(pt2), "pt2", names
+        # a student derived from the teacher (width/depth cut, pruned): rebuilt from the plan it stores; its
+        # weights are the checkpoint's own, so --weights is refused as for a .pt2 rather than silently ignored
+        if weights:
+            raise ModelError(f"--weights does not apply to the derived student checkpoint {p} (its weights are "
+                             "inside it)")
+        return student_from_checkpoint(ckpt), "checkpoint", names
     module = load_factory(definition, "checkpoint definition")
     if weights:
         load_weights(module, weights, "weights")

@@ -76,8 +76,10 @@ def captured_output() -> Iterator[Captured]:
                     buf.write(f"{w.category.__name__}: {w.message}\n")
     finally:
         with contextlib.suppress(Exception):
-            sys.__stdout__.flush()
-            sys.__stderr__.flush()
+            if sys.__stdout__ is not None:
+                sys.__stdout__.flush()
+            if sys.__stderr__ is not None:
+                sys.__stderr__.flush()
         for fd, saved in fds:
             os.dup2(saved, fd)
             os.close(saved)
@@ -126,6 +128,8 @@ def export_dynamo(model, args: tuple, specs: list[InputSpec], output_names: list
     if opset is not None:
         kwargs["opset_version"] = opset
     prog = torch.onnx.export(model, args, None, **kwargs)
+    if prog is None:  # dynamo=True always returns an ONNXProgram
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
     prog.save(str(dest), external_data=False)
 
 

@@ -19,7 +19,7 @@ from .config import CompareConfig, DetectionSpec
 from .detection import DetectionFidelity, detection_fidelity, detection_outputs
 from .metrics import OutputFidelity, tensor_metrics
 
-Model = Any  # a path, serialized bytes, or an open onnxruntime.InferenceSession
+Model = Any  # a path, serialized bytes, an onnx.ModelProto, or an open onnxruntime.InferenceSession
 Outputs = dict[str, list[np.ndarray]]  # output name -> per-sample arrays, in the model's output order
 
 
@@ -186,7 +186,9 @@ def _session(model: Model, threads: int, origin: str):
         return model
     from ..onnxgraph.runtime import make_session
 
-    return make_session(model if isinstance(model, bytes) else str(os.fspath(model)), threads=threads, origin=origin)
+    if not isinstance(model, bytes) and not hasattr(model, "graph"):  # a path (a ModelProto goes as it is)
+        model = str(os.fspath(model))
+    return make_session(model, threads=threads, origin=origin)
 
 
 def run_outputs(model: Model, data: Iterable[Feed], *, state: Sequence[tuple[str, str]] = (), threads: int = 1,
@@ -283,7 +285,7 @@ def compare_models(reference: Model, candidate: Model, data: FeedData | Sequence
     if isinstance(data, (str, os.PathLike)):
         from ..data import load_data
 
-        data = load_data(data, what="comparison data")
+        data = load_data(os.fspath(data), what="comparison data")
     ref_sess = _session(reference, threads, "reference model")
     state = resolve_state(cfg, ref_sess)
     if labels is None and isinstance(data, FeedData):

@@ -173,7 +173,9 @@ def label_accuracy(outputs: dict[str, list[np.ndarray]], labels: np.ndarray | No
         if not arrays or not np.issubdtype(np.asarray(arrays[0]).dtype, np.floating):
             continue
         rows = _vectors(arrays)
-        lab = None if rows is None else _label_ids(labels, len(rows), rows.shape[1])
+        if rows is None:
+            continue
+        lab = _label_ids(labels, len(rows), rows.shape[1])
         if lab is not None:
             return float((rows.argmax(1) == lab).mean())
     return None
@@ -207,8 +209,9 @@ def tensor_metrics(name: str, ref: Sequence[np.ndarray], got: Sequence[np.ndarra
         return OutputFidelity(name, "tensor", "none", 0.0, 1.0, 0, {}, shape0)
     if not all(np.issubdtype(np.asarray(a).dtype, np.floating) for a in ref):
         eq = np.asarray([float(np.array_equal(a, b)) for a, b in zip(ref, got, strict=True)])
-        m, ci = _mean_ci(eq)
-        return OutputFidelity(name, "integer", "exact_agreement", 1.0 - m, ci, n, {"exact_agreement": m}, shape0)
+        exact, exact_ci = _mean_ci(eq)
+        return OutputFidelity(name, "integer", "exact_agreement", 1.0 - exact, exact_ci, n,
+                              {"exact_agreement": exact}, shape0)
     if not all(np.isfinite(np.asarray(g, dtype=np.float64)).all() for g in got):
         return OutputFidelity(name, "broken", "finite", 1.0, 0.0, n, {}, shape0, None,
                               ("the candidate produces NaN/Inf",))

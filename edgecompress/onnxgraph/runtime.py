@@ -5,23 +5,40 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ..data import Feed, FeedData
 from ..errors import ModelError, RuntimeFailure
+from ..fsutil import private_tempdir
+
+if TYPE_CHECKING:
+    import onnx
 
 GRAPH_OPT = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
              "all": "ORT_ENABLE_ALL"}
 
 
-def make_session(model: str | os.PathLike[str] | bytes, *, threads: int = 1, providers: Sequence[str] | None = None,
+def make_session(model: str | os.PathLike[str] | bytes | Any, *, threads: int = 1, providers: Sequence[str] | None = None,
                  graph_optimization: str = "all", optimized_path: str | None = None, origin: str = "model",
                  config_entries: Mapping[str, str] | None = None):
     """An InferenceSession with explicit threads/providers (and session config entries); load failures become
-    ModelError."""
+    ModelError. `model`: a path (its external data found beside it), serialized bytes, or an onnx.ModelProto (one
+    over 2 GB is written with external data to a private temp folder for ORT to load, then removed)."""
     import onnxruntime as ort
+
+    if hasattr(model, "graph") and hasattr(model, "SerializeToString"):
+        from .io import is_large, save_model
+
+        proto = cast("onnx.ModelProto", model)
+        if not is_large(proto):
+            model = proto.SerializeToString()
+        else:
+            with private_tempdir("edgecompress-session-") as tmp:
+                return make_session(save_model(proto, tmp / "model.onnx", external=True), threads=threads,
+                                    providers=providers, graph_optimization=graph_optimization,
+                                    optimized_path=optimized_path, origin=origin, config_entries=config_entries)
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads

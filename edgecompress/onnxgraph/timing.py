@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,8 @@ from .runtime import make_session
 class Timing:
     median_ms: dict[str, float]
     rounds: int
+    # (slow, fast) -> median per-round ratio; set by time_side_by_side, outside __init__, repr and comparison
+    _ratios: dict[tuple[str, str], float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def ratio(self, slow: str, fast: str) -> float:
         """How many times faster `fast` is than `slow` (median of per-round ratios)."""
@@ -30,9 +31,9 @@ class Timing:
         return {"median_ms": {k: round(v, 3) for k, v in self.median_ms.items()}, "rounds": self.rounds}
 
 
-def time_side_by_side(models: Mapping[str, Path | bytes], feed: dict[str, np.ndarray], *, threads: int = 1,
+def time_side_by_side(models: Mapping[str, Any], feed: dict[str, np.ndarray], *, threads: int = 1,
                       min_rounds: int = 7, max_rounds: int = 60, budget_s: float = 6.0) -> Timing:
-    sessions = {k: make_session(v if isinstance(v, bytes) else str(v), threads=threads, origin=k)
+    sessions = {k: make_session(v if isinstance(v, bytes) or hasattr(v, "graph") else str(v), threads=threads, origin=k)
                 for k, v in models.items()}
     names = list(sessions)
     for s in sessions.values():  # warm-up

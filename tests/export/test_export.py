@@ -184,6 +184,20 @@ def test_weights_that_do_not_fit(models_py, tmp_path):
     assert not (tmp_path / "mlp.onnx").exists()
 
 
+def test_weights_for_a_derived_student_checkpoint_are_refused(models_py, tmp_path):
+    """A derived student's weights are the checkpoint's own: --weights is an error, never silently ignored."""
+    import torch
+
+    torch.save({"state_dict": {"fc1.weight": torch.zeros(3, 3)}, "definition": f"derived:width=0.5 of {models_py}:mlp",
+                "derived": {"teacher": f"{models_py}:mlp", "kind": "width", "value": 0.5, "plan": {}}},
+               tmp_path / "derived.pt")
+    torch.save({"fc1.weight": torch.zeros(3, 3)}, tmp_path / "w.pt")
+    cfg = ExportConfig(inputs=("x:1x64",), exporter="torchscript", weights=str(tmp_path / "w.pt"))
+    with pytest.raises(ModelError, match="--weights does not apply to the derived student checkpoint"):
+        export(str(tmp_path / "derived.pt"), cfg, out=tmp_path / "derived.onnx")
+    assert not (tmp_path / "derived.onnx").exists()
+
+
 def test_pt2_exported_program(models_py, tmp_path):
     import importlib.util
 
