@@ -61,8 +61,9 @@ def export_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], out: str
     try:
         result = export(model, cfg, out=out, data=data, progress=lambda m: c.print(m, style="dim", markup=False))
     except Exception as exc:
-        if debug and getattr(exc, "exporter_log", "").strip():
-            click.echo(exc.exporter_log.rstrip(), err=True)
+        exporter_log = getattr(exc, "exporter_log", "")
+        if debug and exporter_log.strip():
+            click.echo(exporter_log.rstrip(), err=True)
         rep = getattr(exc, "report", None)
         if not as_json and isinstance(rep, dict):
             _print_parity(rep.get("parity", []))

@@ -38,14 +38,15 @@ def inspect_cmd(model: str, per_node: bool, dims: tuple[str, ...], as_json: bool
         failed = ModelError(f"model {model} fails the ONNX checker: {' '.join(str(rep.checker).split())[:300]}",
                             hint="the tables above show what could be read; fix the graph or re-export it")
     if as_json:
-        d = rep.to_dict()
+        report = rep.to_dict()
         if not per_node:
-            d["macs"].pop("per_node", None)
+            report["macs"].pop("per_node", None)
         if failed is not None:  # still one JSON object: the error, carrying the inspection as its report
-            failed.report = d
+            failed.report = report
             raise failed
-        emit_json(d)
+        emit_json(report)
         return
+    from rich.console import JustifyMethod
     from rich.table import Table
 
     c = console()
@@ -72,8 +73,10 @@ def inspect_cmd(model: str, per_node: bool, dims: tuple[str, ...], as_json: bool
             c.print(f"{prec}: {n}/{rep.int8['total']} Conv/MatMul/Gemm nodes")
     if rep.weights:
         wt = Table(title=f"weights: {rep.weight_format}")
-        for col, just in (("format", "left"), ("tensors", "right"), ("weights", "right"), ("bytes", "right"),
-                          ("scales", "right"), ("bits/w", "right"), ("read by", "left")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("format", "left"), ("tensors", "right"), ("weights", "right"), ("bytes", "right"),
+            ("scales", "right"), ("bits/w", "right"), ("read by", "left"))
+        for col, just in columns:
             wt.add_column(col, justify=just, no_wrap=col == "format")
         for r in rep.weights:
             readers = sorted({op.rsplit(".", 1)[-1] for op in r["ops"]})

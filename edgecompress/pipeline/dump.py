@@ -67,13 +67,14 @@ def toml_value(v: Any) -> str | None:
         return json.dumps(str(v))
     if isinstance(v, (list, tuple)):
         items = [toml_value(x) for x in v]
-        return None if any(i is None for i in items) else "[" + ", ".join(items) + "]"  # type: ignore[arg-type]
+        lits = [i for i in items if i is not None]
+        return None if len(lits) != len(items) else "[" + ", ".join(lits) + "]"
     if isinstance(v, dict):
-        items = [(k, toml_value(x)) for k, x in v.items()]
-        if any(i is None for _, i in items):
+        pairs = [(k, toml_value(x)) for k, x in v.items()]
+        if any(i is None for _, i in pairs):
             return None
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {i}" for k, i in items) + "}"
-    if dataclasses.is_dataclass(v):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {i}" for k, i in pairs) + "}"
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
         return toml_value(dataclasses.asdict(v))
     return json.dumps(str(v))
 
@@ -91,8 +92,9 @@ def table_lines(cls: type, section: str, values: dict[str, Any] | None = None,
         tp = types_.get(name)
         note = comments.get(name, "")
         kind = type_name(tp) if tp is not None else ""
-        if _nested_dataclass(tp):
-            nested.append((name, _nested_dataclass(tp), value))
+        sub = _nested_dataclass(tp)
+        if sub is not None:
+            nested.append((name, sub, value))
             continue
         lines += _wrap(f"{name}: {kind}" + (f". {note}" if note else ""))
         if filled and name in filled:
@@ -107,7 +109,8 @@ def table_lines(cls: type, section: str, values: dict[str, Any] | None = None,
         lines.append("")
         lines.append(f"# [{section}.{name}] is optional; these are its defaults")
         body = table_lines(sub, f"{section}.{name}",
-                           dataclasses.asdict(value) if dataclasses.is_dataclass(value) else None)
+                           dataclasses.asdict(value)
+                           if dataclasses.is_dataclass(value) and not isinstance(value, type) else None)
         if value is None:
             lines.append(f"# [{section}.{name}]")
             lines += ["# " + b if b and not b.startswith("#") else b for b in body]
@@ -126,10 +129,10 @@ def _nested_dataclass(tp: Any) -> type | None:
 
     if tp is None:
         return None
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return tp
     for a in typing.get_args(tp):
-        if dataclasses.is_dataclass(a):
+        if isinstance(a, type) and dataclasses.is_dataclass(a):
             return a
     return None
 

@@ -152,8 +152,11 @@ def _run(recipe: Recipe, out: Path, root: Path, steps: list, from_stage: str | N
         else:
             say(f"{label}: running ...")
             try:
+                def step_say(m: str, _l: str = label) -> None:
+                    say(f"{_l}: {m}")
+
                 with sd.build(key) as (tmp, rec):
-                    result: StepOutput = step.run(cfg, state, tmp, lambda m, _l=label: say(f"{_l}: {m}"))
+                    result: StepOutput = step.run(cfg, state, tmp, step_say)
                     rec.update(result.to_record(config_to_dict(cfg), time.perf_counter() - t0))
             except BudgetError as exc:
                 records.append(StageRecord(index, name, key, "failed", time.perf_counter() - t0, str(sd.path)))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifact import ModelArtifact, config_to_dict
-from ..errors import EdgecompressError
+from ..errors import EdgecompressError, RuntimeFailure
 from .cache import data_hash, path_hash, source_hash, stable_json
 from .registry import stage_function
 
@@ -101,6 +101,9 @@ class State:
             teacher = ModelArtifact(path=folder / extra["teacher"], format="onnx", stage="teacher")
             self.artifacts.insert(len(self.artifacts) - 1, teacher)  # before the student: the baseline
         if stage == "train":
+            if not art:
+                raise RuntimeFailure(f"the [train] stage record in {folder} names no weights file",
+                                     hint="delete the folder and run again")
             self.trained = folder / art["file"]
         elif stage == "bench":
             self.bench = record.get("report")

@@ -21,7 +21,7 @@ SLOWER_BY = 1.03
 def summarize(state) -> list[dict[str, Any]]:
     """Rows: the baseline, then the pipeline's models in order (a PyTorch model with its stage's validation
     metric). See the module doc for what each column means."""
-    bench = {}
+    bench: dict[str, dict[str, Any]] = {}
     for m in (state.bench or {}).get("models", []):
         bench.setdefault(os.path.realpath(m.get("path", "")), m)
     ratios = _ratios(state.bench or {})
