@@ -161,7 +161,7 @@ def bench_adb(paths: Sequence[Path], config: BenchConfig, prof: TargetProfile, t
                     machine="android"))
             if len(paths) > 1 and config.interleave:
                 block = max(5, config.runs // 10)
-                rounds = [[] for _ in paths]
+                rounds: list[list[float]] = [[] for _ in paths]
                 for k in range(max(3, min(10, config.runs // block))):
                     order = list(range(len(paths)))[:: -1 if k % 2 else 1]
                     for i in order:

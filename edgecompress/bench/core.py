@@ -21,14 +21,14 @@ from ..data import FeedData, load_data, random_feeds
 from ..errors import ConfigError, ValidationError
 from ..fidelity import judge
 from ..fsutil import private_tempdir, require_file
-from ..onnxgraph.io import input_specs, load_model
+from ..onnxgraph.io import input_specs, load_model, model_files
 from ..onnxgraph.runtime import compare_outputs
 from ..targets import TargetProfile, get_target
 from .config import BenchConfig
-from .emulation import EMULATION_NOTE, require_root
+from .qemu import EMULATION_NOTE, require_root
 from .report import BenchReport, ModelResult
 from .stats import block_size, interleaved_ratios
-from .transport import EmulatedTransport, LocalTransport, stage_runner
+from .transport import EmulatedTransport, LocalTransport, load_outputs, stage_runner
 
 Log = Callable[[str], None]
 
@@ -45,7 +45,7 @@ def bench(models: Sequence[Any], config: BenchConfig, *, data: Any = None, targe
     paths = [require_file(getattr(m, "path", m), "model") for m in models]
     if len({p.resolve() for p in paths}) != len(paths):
         raise ConfigError("models: the same model is given twice")
-    specs = [input_specs(load_model(p)) for p in paths]
+    specs = [input_specs(load_model(p, load_external=False)) for p in paths]  # the signature only
     threads = config.threads or (prof.threads,)
     feed_data = load_data(data, what="bench data") if data is not None else None
     if config.emulate:
@@ -61,9 +61,7 @@ def bench(models: Sequence[Any], config: BenchConfig, *, data: Any = None, targe
         stage_runner(staging)
         names = []
         for i, p in enumerate(paths):
-            name = f"m{i}.onnx"
-            os.symlink(p.resolve(), staging / name)
-            names.append(name)
+            names.append(_stage_model(staging, i, p))
         feeds_files, labels = _stage_feeds(staging, specs, feed_data, config)
         want_outputs = feed_data is not None or config.emulate is not None
         transport = _transport(config)
@@ -110,6 +108,22 @@ def bench(models: Sequence[Any], config: BenchConfig, *, data: Any = None, targe
     return report
 
 
+def _stage_model(staging: Path, i: int, path: Path) -> str:
+    """Link model `i` into the staging folder; one with external data gets a folder of its own holding links to
+    its data files too (ORT finds them beside the model path it is given)."""
+    files = model_files(path)
+    if len(files) == 1:
+        name = f"m{i}.onnx"
+        os.symlink(path.resolve(), staging / name)
+        return name
+    folder = staging / f"m{i}"
+    for f in files:
+        dest = folder / f.relative_to(path.parent)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(f.resolve(), dest)
+    return f"m{i}/{path.name}"
+
+
 def _transport(config: BenchConfig):
     remote = config.remote_spec
     if remote is None:
@@ -141,27 +155,14 @@ def _stage_feeds(staging: Path, specs: list, data: FeedData | None, config: Benc
                 fd = random_feeds(sp, 4, seed=config.seed)
             arrays = {f"{k}/{name}": np.asarray(v) for k, feed in enumerate(fd) for name, v in feed.items()}
             by_sig[sig] = f"feeds_{i}.npz"
-            np.savez(staging / by_sig[sig], **arrays)
+            np.savez(staging / by_sig[sig], **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds vs allow_pickle
         files.append(by_sig[sig])
     return files, labels
 
 
-def _load_outputs(path: Path) -> tuple[list[str], list[list[np.ndarray]]]:
-    by_name: dict[str, dict[int, np.ndarray]] = {}
-    order: list[str] = []
-    with np.load(path, allow_pickle=False) as z:
-        for key in z.files:
-            idx, name = key.split("/", 1)
-            if name not in by_name:
-                by_name[name] = {}
-                order.append(name)
-            by_name[name][int(idx)] = z[key]
-    return order, [[by_name[n][k] for k in sorted(by_name[n])] for n in order]
-
-
 def _fidelity(staging: Path, raw: list[dict], labels, config: BenchConfig) -> list[dict | None]:
     """Each model's outputs against model 0's, every output (edgecompress.fidelity); model 0 gets its accuracy."""
-    outs = [_load_outputs(staging / r["outputs_file"]) for r in raw]
+    outs = [load_outputs(staging / r["outputs_file"]) for r in raw]
     ref_names, ref = outs[0]
     ref_d = dict(zip(ref_names, ref, strict=True))
     res: list[dict | None] = []
@@ -214,8 +215,8 @@ def _emulate(staging: Path, paths, names, feeds_files, prof: TargetProfile, conf
                "graph_optimization": prof.graph_optimization, "warmup": 0, "runs": config.emulate_runs,
                "feeds": feeds_files[i], "outputs": f"emu_out_{i}.npz", "coverage": False, "emulated": True}
         r = emu.run(staging, _write_job(staging, f"job_emu_{i}.json", job))
-        host_names, host = _load_outputs(staging / f"out_{i}_t{t}.npz")
-        _, got = _load_outputs(staging / f"emu_out_{i}.npz")
+        host_names, host = load_outputs(staging / f"out_{i}_t{t}.npz")
+        _, got = load_outputs(staging / f"emu_out_{i}.npz")
         cmp = compare_outputs(host, got, host_names, rel_tol=config.parity_tol)
         host_p50 = next(x.latency_ms["p50"] for x in results if x.path == str(p) and x.threads == t)
         by_path[str(p)] = {
@@ -228,6 +229,6 @@ def _emulate(staging: Path, paths, names, feeds_files, prof: TargetProfile, conf
                             f"{config.parity_tol:g} of the output scale: {cmp.summary()}")
     from dataclasses import replace
 
-    for r in results:
-        out.append(replace(r, emulation=by_path.get(r.path)) if r.threads == t else r)
+    for res in results:
+        out.append(replace(res, emulation=by_path.get(res.path)) if res.threads == t else res)
     return out

@@ -22,63 +22,29 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import RuntimeFailure, UnsupportedError
+import numpy as np
 
-EMULATION_NOTE = ("emulated arm64 under qemu-user on this host: timings are 100-300x slower than a device "
-                  "and are NOT device speed; use them only for output parity")
+from ..errors import RuntimeFailure, UnsupportedError
+from ..fsutil import private_tempdir
+from .qemu import (
+    EMULATION_NOTE,
+    READY,
+    emulated_command,
+    emulation_root,
+    qemu_binary,
+    require_qemu,
+    require_root,
+    root_info,
+)
+from .transport import EmulatedTransport, load_outputs, stage_runner
+
+# the qemu-user primitives live in qemu.py (the transports import them); they are part of this module's API
+__all__ = ["DEFAULT_MIRROR", "DEFAULT_SUITE", "EMULATION_NOTE", "READY", "FAKE_CPUS", "FAKE_FEATURES",
+           "emulated_command", "emulated_outputs", "emulation_root", "qemu_binary", "require_qemu", "require_root",
+           "root_info", "setup_emulation"]
+
 DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-READY = ".edgecompress-ready.json"
-
-
-def emulation_root() -> Path:
-    """Where the arm64 root lives: $EDGECOMPRESS_ARM64_ROOT, else <cache>/edgecompress/arm64-root."""
-    env = os.environ.get("EDGECOMPRESS_ARM64_ROOT")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "edgecompress" / "arm64-root"
-
-
-def qemu_binary() -> str | None:
-    for name in ("qemu-aarch64-static", "qemu-aarch64"):
-        p = shutil.which(name)
-        if p:
-            return p
-    return None
-
-
-def require_qemu() -> str:
-    """The qemu-aarch64 binary, or UnsupportedError when qemu-user is not installed."""
-    qemu = qemu_binary()
-    if qemu is None:
-        raise UnsupportedError("qemu-aarch64-static not found", hint="apt-get install qemu-user-static")
-    return qemu
-
-
-def root_info(root: Path | None = None) -> dict | None:
-    """The ready marker of a prepared root (python version, onnxruntime version), or None."""
-    root = root or emulation_root()
-    try:
-        return json.loads((root / READY).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def require_root(root: Path | None = None) -> tuple[Path, dict]:
-    root = root or emulation_root()
-    info = root_info(root)
-    if info is None:
-        raise UnsupportedError(f"no arm64 emulation root at {root}",
-                               hint="run `edgecompress bench --setup-emulation` once (needs root, network, "
-                                    "qemu-user-static and debootstrap)")
-    require_qemu()
-    return root, info
-
-
-def emulated_command(root: Path, runner: Path, job: Path) -> list[str]:
-    """argv that runs the runner with the root's aarch64 python3 under qemu-user."""
-    return [require_qemu(), "-L", str(root), str(root / "usr/bin/python3"), str(runner), str(job)]
 
 
 def _run(cmd: list[str], log: Callable[[str], None], timeout: float, what: str, env: dict | None = None) -> str:
@@ -219,22 +185,16 @@ def emulated_outputs(model_path: str | os.PathLike[str], feeds: list[dict], *, t
                      graph_optimization: str = "all", timeout_s: float = 1800.0) -> list[dict]:
     """Run `model_path` on every feed under qemu-user (the aarch64 onnxruntime wheel, CPU EP) with the bench
     runner and read its outputs back: one dict output name -> array per feed, in the model's output order."""
-    import numpy as np
-
-    from ..fsutil import private_tempdir
-    from .core import _load_outputs
-    from .transport import EmulatedTransport, stage_runner
-
     transport = EmulatedTransport(timeout_s)  # UnsupportedError when the root or qemu is missing
     with private_tempdir("edgecompress-emu-") as staging:
         stage_runner(staging)
         os.symlink(Path(model_path).resolve(), staging / "model.onnx")
-        np.savez(staging / "feeds.npz", **{f"{k}/{name}": np.asarray(v) for k, feed in enumerate(feeds)
-                                           for name, v in feed.items()})
+        arrays = {f"{k}/{name}": np.asarray(v) for k, feed in enumerate(feeds) for name, v in feed.items()}
+        np.savez(staging / "feeds.npz", **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds vs allow_pickle
         job = {"mode": "single", "models": ["model.onnx"], "threads": threads, "providers": ["CPUExecutionProvider"],
                "graph_optimization": graph_optimization, "warmup": 0, "runs": 0, "feeds": "feeds.npz",
                "outputs": "outputs.npz", "coverage": False, "emulated": True}
         (staging / "job.json").write_text(json.dumps(job))
         transport.run(staging, "job.json")
-        names, per_output = _load_outputs(staging / "outputs.npz")
+        names, per_output = load_outputs(staging / "outputs.npz")
     return [{n: per_output[i][k] for i, n in enumerate(names)} for k in range(len(feeds))]

@@ -7,6 +7,8 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from .qemu import EMULATION_NOTE
+
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max")
 
 
@@ -47,8 +49,6 @@ class ModelResult:
              "where": self.where, "machine": self.machine, "onnxruntime": self.onnxruntime,
              "emulated": self.emulated}
         if self.emulated:
-            from .emulation import EMULATION_NOTE
-
             d["timing_note"] = EMULATION_NOTE
         if self.fidelity is not None:
             d["fidelity"] = self.fidelity

@@ -9,7 +9,7 @@ import numpy as np
 from .report import RatioResult
 
 
-def ratio_spread(ratios: Sequence[float]) -> dict[str, float]:
+def ratio_spread(ratios: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Spread of per-round ratios: p10/p25/p75/p90, IQR relative to the median, min/max."""
     a = np.asarray(ratios, dtype=np.float64)
     q = np.percentile(a, [10, 25, 50, 75, 90])

@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ModelError, RemoteError, RuntimeFailure, TargetError
-from .emulation import emulated_command, require_root
+from .qemu import emulated_command, require_root
 
 MARK = "@@EDGECOMPRESS@@"
 RUNNER = Path(__file__).with_name("remote_runner.py")
@@ -52,6 +54,21 @@ def parse_runner_output(stdout: str, stderr: str, rc: int, where: str) -> dict[s
 
 def stage_runner(staging: Path) -> None:
     shutil.copy2(RUNNER, staging / RUNNER.name)
+
+
+def load_outputs(path: Path) -> tuple[list[str], list[list[np.ndarray]]]:
+    """The outputs file the runner wrote (keys `<feed index>/<output name>`): output names in order, and per
+    output its arrays in feed order."""
+    by_name: dict[str, dict[int, np.ndarray]] = {}
+    order: list[str] = []
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            idx, name = key.split("/", 1)
+            if name not in by_name:
+                by_name[name] = {}
+                order.append(name)
+            by_name[name][int(idx)] = z[key]
+    return order, [[by_name[n][k] for k in sorted(by_name[n])] for n in order]
 
 
 class LocalTransport:

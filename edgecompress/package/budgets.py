@@ -14,7 +14,7 @@ def evaluate(target: TargetProfile, metrics: dict[str, Any]) -> dict[str, dict[s
     out: dict[str, dict[str, Any]] = {}
     size = metrics["size"]
     if b.max_size_mb is not None:
-        value = max(size["onnx_mb"], size["ort_mb"])
+        value = max(size["onnx_mb"], size["ort_mb"] or 0.0)  # ort_mb None: no .ort (a model over 2 GB)
         out["max_size_mb"] = {"limit": b.max_size_mb, "value": value, "unit": "MB", "ok": value <= b.max_size_mb,
                               "note": "largest model file in the release (model.onnx or model.ort)"}
     if b.max_p90_latency_ms is not None:

@@ -24,7 +24,17 @@ from ..fsutil import (
     require_file,
     sha256_file,
 )
-from ..onnxgraph.io import has_external, input_specs, load_model, output_specs
+from ..onnxgraph.io import (
+    data_file_name,
+    has_external,
+    input_specs,
+    is_large,
+    load_model,
+    model_files,
+    output_specs,
+    save_model,
+    tensor_bytes,
+)
 from ..onnxgraph.runtime import compare_outputs, make_session, run_all
 from ..targets import TargetProfile, get_target, is_host_compatible
 from . import budgets as budget_mod
@@ -33,7 +43,7 @@ from . import metrics as met
 from . import modelcard, report_html
 from .config import FLOAT_TOLERANCE, QUANT_TOLERANCE, PackageConfig, PackageReport
 from .mobile import mobile_verdict
-from .ortformat import convert_to_ort, ort_session, parse_required_operators
+from .ortformat import convert_to_ort, no_ort_conversion, ort_session, parse_required_operators
 from .sample import write_sample
 from .tarball import release_files, write_tarball
 
@@ -82,35 +92,53 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
 
     with atomic_dir(out) as tmp:
         model_file = tmp / "model.onnx"
-        if has_external(load_model(src, load_external=False, check=False)):  # tensors as stored, not loaded
+        large = is_large(proto)
+        if large:  # over 2 GB: model.onnx + model.onnx.data (one external data file, hashed in the manifest)
+            save_model(proto, model_file, external=True)
+            notes.append(f"model over 2 GB: its tensors are in {data_file_name(model_file)} beside model.onnx")
+        elif has_external(load_model(src, load_external=False, check=False)):  # tensors as stored, not loaded
             model_file.write_bytes(proto.SerializeToString())
             notes.append("external data was inlined into model.onnx")
         else:
             shutil.copyfile(src, model_file)
-        conv = convert_to_ort(model_file, prof, include_types=config.include_types)
+        if large:
+            conv = no_ort_conversion(proto, f"the model's {tensor_bytes(proto) / 1e9:.2f} GB of tensors exceed the "
+                                            "ORT format's 2 GB flatbuffer limit")
+        else:
+            conv = convert_to_ort(model_file, prof, include_types=config.include_types)
+            (tmp / "model.ort").write_bytes(conv.ort_bytes)
         notes.extend(conv.info.get("notes", []))
-        (tmp / "model.ort").write_bytes(conv.ort_bytes)
         (tmp / "required_operators.config").write_text(conv.config_text, encoding="utf-8")
 
         onnx_sess = make_session(model_file, origin="model.onnx")
-        ort_sess = ort_session(tmp / "model.ort")
         parity_data = FeedData.from_feeds([sample_feed] + (ev.head(PARITY_SAMPLES).feeds() if ev is not None else []))
         onnx_out = run_all(onnx_sess, parity_data)
         expected = [o[0] for o in onnx_out]  # the sample feed is parity sample 0
-        cmp = compare_outputs(onnx_out, run_all(ort_sess, parity_data), out_names, rel_tol=tol)
+        if large:
+            cmp = compare_outputs(onnx_out, onnx_out, out_names, rel_tol=tol)  # no .ort to compare with
+        else:
+            cmp = compare_outputs(onnx_out, run_all(ort_session(tmp / "model.ort"), parity_data), out_names,
+                                  rel_tol=tol)
         if not cmp.ok:
             raise ValidationError(f"model.ort does not match model.onnx within tolerance {tol}: {cmp.summary()}",
                                   report=cmp.to_dict())
         write_sample(tmp, sample_feed, dict(zip(out_names, expected, strict=True)), tol)
 
-        mobile = mobile_verdict(model_file, prof)
+        mobile = None if large else mobile_verdict(model_file, prof)
+        if large and prof.mobile_ep is not None:
+            notes.append("ORT Mobile usability not checked: mobile runtimes load the ORT format, which cannot hold "
+                         "a model over 2 GB")
         if mobile and mobile.get("error"):
             notes.append(f"ORT Mobile usability: {mobile['error']}")
-        size = {"onnx_bytes": model_file.stat().st_size, "ort_bytes": len(conv.ort_bytes),
-                "onnx_mb": round(model_file.stat().st_size / 1e6, 6), "ort_mb": round(len(conv.ort_bytes) / 1e6, 6)}
+        onnx_total = sum(f.stat().st_size for f in model_files(model_file))  # with its external data
+        size: dict[str, Any] = {"onnx_bytes": model_file.stat().st_size, "ort_bytes": len(conv.ort_bytes),
+                                "onnx_mb": round(onnx_total / 1e6, 6), "ort_mb": round(len(conv.ort_bytes) / 1e6, 6)}
+        if large:
+            size.update(onnx_data_bytes=onnx_total - size["onnx_bytes"], ort_bytes=None, ort_mb=None)
         if base_path is not None:
-            size["baseline_mb"] = round(base_path.stat().st_size / 1e6, 6)
-            size["ratio_vs_baseline"] = round(base_path.stat().st_size / max(size["onnx_bytes"], 1), 4)
+            base_bytes = sum(f.stat().st_size for f in model_files(base_path))  # with its external data
+            size["baseline_mb"] = round(base_bytes / 1e6, 6)
+            size["ratio_vs_baseline"] = round(base_bytes / max(onnx_total, 1), 4)
         accuracy = met.accuracy_metrics(model_file, ev, base_path, session=onnx_sess)
         latency, samples = _latency(config, prof, bench_report, src, model_file, sample_feed, notes)
         metrics = {"size": size, "latency": latency, "accuracy": accuracy,
@@ -122,7 +150,7 @@ def package(model: Any, config: PackageConfig, *, out: str | Path, target: Any =
         manifest = {
             "schema_version": mf.SCHEMA_VERSION, "kind": mf.KIND, "name": config.name, "version": config.version,
             "description": config.description, "files": {},
-            "model": mf.model_section(proto),
+            "model": {**mf.model_section(proto), "external_data": [f.name for f in model_files(model_file)[1:]]},
             "ort": {**conv.info, "required_operators": parse_required_operators(conv.config_text)},
             "target": mf.portable(prof.to_dict()), "toolchain": mf.toolchain(), "lineage": lineage_clean,
             "calibration": ({"sha256": cal.content_hash(), "samples": cal.n} if cal is not None else None),
@@ -226,6 +254,8 @@ def _measure(model_file: Path, feed: dict[str, np.ndarray], prof: TargetProfile,
     rep = bench([model_file], BenchConfig(runs=runs, warmup=5, coverage=False),
                 data=FeedData.from_feeds([feed], source="sample"), target=prof)
     lat = met.latency_from_bench(rep, model_file)  # never None: the report holds this one model's entry
+    if lat is None:
+        raise RuntimeError(f"the bench report has no entry for {model_file}")
     lat.update(source="measured", tool="edgecompress.bench")
     return lat
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..data import FeedData
 from ..fidelity import judge, label_accuracy, run_outputs
@@ -113,7 +113,7 @@ def latency_from_bench(report: Any, model_path: Path | str) -> dict[str, Any] | 
             "emulated": bool(entry.get("emulated", False))}
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 

@@ -30,8 +30,9 @@ def render(m: dict[str, Any]) -> str:
         "",
         f"- Target: `{t['name']}` ({t.get('arch', '')}) — {t.get('description', '')}",
         f"- Execution providers: {', '.join(t.get('execution_providers', []))}",
-        f"- ORT format: `model.ort` ({m['ort']['optimization_style']} optimization style); "
-        "reduced-build operators in `required_operators.config`",
+        (f"- ORT format: `model.ort` ({m['ort']['optimization_style']} optimization style); "
+         if not m["ort"].get("skipped") else f"- ORT format: none ({m['ort']['skipped']}); ")
+        + "reduced-build operators in `required_operators.config`",
         "",
         "## Inputs and outputs",
         "",
@@ -45,8 +46,10 @@ def render(m: dict[str, Any]) -> str:
         "",
         "## Metrics",
         "",
-        f"- Size: model.onnx {size['onnx_mb']:.3f} MB, model.ort {size['ort_mb']:.3f} MB; "
-        f"{md['params']:,} parameters; quantization: {md['quant_state']}"
+        f"- Size: model.onnx {size['onnx_mb']:.3f} MB, "
+        + (f"model.ort {size['ort_mb']:.3f} MB; " if size.get("ort_mb") is not None else
+           f"no model.ort ({(m.get('ort') or {}).get('skipped', 'not made')}); ")
+        + f"{md['params']:,} parameters; quantization: {md['quant_state']}"
         + (f"; weights: {md['weight_format']}" if md.get("weight_format") else ""),
     ]
     if acc:

@@ -48,14 +48,15 @@ def _ensure_fbs_on_path() -> None:
     from .ortools import tool
 
     ofm = tool("ort_format_model")
-
+    if ofm.__file__ is None:  # a regular package of onnxruntime.tools always has a file
+        raise ImportError("onnxruntime.tools.ort_format_model has no __file__")
     root = str(Path(ofm.__file__).parent)
     if root not in sys.path:
         sys.path.append(root)
 
 
 @functools.cache
-def _cls(name: str) -> type:
+def _cls(name: str) -> Any:  # a generated flatbuffers accessor class
     _ensure_fbs_on_path()
     return getattr(importlib.import_module(f"{_PKG}.{name}"), name)
 
@@ -79,7 +80,10 @@ def schema(name: str) -> tuple[Field, ...]:
             if imp and "Indirect" in src:
                 fields.append(Field(attr, slot, "vec_table", ref=imp.group(1)))
             elif imp:
-                stride = int(_STRIDE.search(src).group(1))
+                sm = _STRIDE.search(src)  # a struct vector's accessor always multiplies by the struct size
+                if sm is None:
+                    raise ValueError(f"no struct stride in the generated accessor {name}.{attr}")
+                stride = int(sm.group(1))
                 fields.append(Field(attr, slot, "vec_struct", ref=imp.group(1), stride=stride))
             elif "self._tab.String(" in src:
                 fields.append(Field(attr, slot, "vec_string"))

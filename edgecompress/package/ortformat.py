@@ -103,6 +103,27 @@ def _portable_config(text: str) -> str:
     return "\n".join(head + body) + "\n"
 
 
+ORT_FORMAT_LIMIT = 2**31 - 1  # the ORT format is a flatbuffer: one file of at most 2 GB, no external data
+
+
+def no_ort_conversion(model: Any, reason: str) -> OrtConversion:
+    """For a model the ORT format cannot hold (over 2 GB): no .ort; the reduced-build operator config is
+    made from the ONNX graph's own operators (before ORT's optimizations), and `info` says why."""
+    from ..onnxgraph.census import all_nodes
+
+    ops: dict[tuple[str, int], set[str]] = {}
+    versions = {(imp.domain or "ai.onnx"): int(imp.version) for imp in model.opset_import}
+    for n in all_nodes(model.graph):
+        domain = n.domain or "ai.onnx"
+        ops.setdefault((domain, versions.get(domain, 1)), set()).add(n.op_type)
+    lines = ["# Generated from model.onnx's operators (no model.ort: " + reason + ")"]
+    lines += [f"{d};{v};{','.join(sorted(names))}" for (d, v), names in sorted(ops.items())]
+    info = {"format": None, "skipped": reason, "tool": None, "optimization_style": "none (no model.ort)",
+            "target_platform": "none",
+            "notes": [f"no model.ort: {reason}; the release ships model.onnx with its external data"]}
+    return OrtConversion(b"", "\n".join(lines) + "\n", info)
+
+
 def parse_required_operators(text: str) -> dict[str, dict[str, list[str]]]:
     """{domain: {opset: [op, ...]}} from a required_operators.config (type information stripped)."""
     out: dict[str, dict[str, list[str]]] = {}

@@ -29,7 +29,7 @@ def tool(module: str) -> types.ModuleType:
         if spec is None:
             raise ImportError("onnxruntime.tools is not installed")
         pkg = importlib.util.module_from_spec(spec)
-        pkg.__getattr__ = _lazy_attr  # type: ignore[attr-defined]  # PEP 562
+        pkg.__getattr__ = _lazy_attr  # type: ignore[method-assign]  # PEP 562
         pkg.have_torch = importlib.util.find_spec("torch")  # type: ignore[attr-defined]
         sys.modules[_PKG] = pkg
     return importlib.import_module(f"{_PKG}.{module}")

@@ -85,7 +85,8 @@ def render(m: dict[str, Any], *, points: list[dict[str, Any]], sensitivity: list
 
     # summary cards
     cards = [
-        _card("model.onnx", f"{size['onnx_mb']:.3f} MB", f"model.ort {size['ort_mb']:.3f} MB"),
+        _card("model.onnx", f"{size['onnx_mb']:.3f} MB",
+              f"model.ort {size['ort_mb']:.3f} MB" if size.get("ort_mb") is not None else "no model.ort (over 2 GB)"),
         _card("p90 latency", f"{lat_ms['p90']:.3f} ms" if "p90" in lat_ms else "—",
               f"p50 {lat_ms['p50']:.3f} ms · {lat.get('source', '')}" if "p50" in lat_ms else lat.get("note", "")),
         _card("accuracy (top-1)", _pct(acc.get("model")),

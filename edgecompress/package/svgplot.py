@@ -88,7 +88,7 @@ def _svg(title: str, body: list[str], height: int = H) -> str:
 def pareto_front(points: list[tuple[float, float, str, bool]]) -> list[tuple[float, float, str, bool]]:
     """The points no other point beats on both axes (smaller-or-equal x with higher y, or smaller x with equal
     y): the best accuracy to be had at each size / latency. Sorted by x."""
-    front = []
+    front: list[tuple[float, float, str, bool]] = []
     for p in sorted(points, key=lambda p: (p[0], -p[1])):
         if not front or p[1] > front[-1][1]:
             front.append(p)
@@ -168,11 +168,11 @@ def cdf(samples: list[float], *, title: str, xlabel: str, marks: dict[str, float
     for name, v in (marks or {}).items():
         if v > ax.xhi:
             continue
-        xx = _f(ax.x(v))
-        body.append(f'<line x1="{xx}" x2="{xx}" y1="{PAD_T}" y2="{H - PAD_B}" stroke="#dc2626" '
+        mx = _f(ax.x(v))
+        body.append(f'<line x1="{mx}" x2="{mx}" y1="{PAD_T}" y2="{H - PAD_B}" stroke="#dc2626" '
                     'stroke-dasharray="3 3"/>')
         anchor, dx = ("end", -3) if ax.x(v) > W * 0.75 else ("start", 3)
-        body.append(f'<text x="{xx}" y="{H - PAD_B - 40 - 14 * row}" text-anchor="{anchor}" dx="{dx}" class="lbl">'
+        body.append(f'<text x="{mx}" y="{H - PAD_B - 40 - 14 * row}" text-anchor="{anchor}" dx="{dx}" class="lbl">'
                     f'{escape(name)} {v:.3f}</text>')
         row += 1
     beyond = n - len([x for x in xs if x <= ax.xhi])

@@ -22,8 +22,7 @@ import onnx
 
 from ..errors import UnsupportedError, ValidationError
 from ..fidelity import FidelityReport, judge, resolve_state
-from ..fsutil import file_size_mb
-from ..onnxgraph.io import save_model
+from ..onnxgraph.io import model_size_mb, save_model
 from ..onnxgraph.timing import time_side_by_side
 from ..targets import is_host_compatible
 from .lowbit_graph import Layer, Table, embedding_gathers, find_layers, hessians, rewrite
@@ -64,7 +63,7 @@ class _Cand:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"label": self.plan.label, "drop": round(self.fid.drop, 6),
-                             "cosine": round(self.fid.cosine, 6), "size_mb": round(file_size_mb(self.path), 3)}
+                             "cosine": round(self.fid.cosine, 6), "size_mb": round(model_size_mb(self.path), 3)}
         if self.speedup is not None:
             d["speedup_vs_fp32"] = round(self.speedup, 3)
         return d
@@ -208,7 +207,7 @@ def quantize_weight_only(run: _Run, model: onnx.ModelProto, speed_feed: dict[str
         fidelity=_fidelity_dict(fid), fidelity_data=run.fid_note, speed=speed,
         calibration={**cal_stats, "seconds_total": round(time.perf_counter() - t0, 1)},
         candidates=[c.to_dict() for c in st.tried], notes=run.notes + ([fallback_note] if fallback_note else []),
-        size_mb={"fp32": round(file_size_mb(run.src), 3), "int4": round(file_size_mb(best.path), 3)},
+        size_mb={"fp32": round(model_size_mb(run.src), 3), "int4": round(model_size_mb(best.path), 3)},
         target=run.target.name)
     return report, best.path
 
@@ -241,7 +240,7 @@ def _fastest(run: _Run, cands: list[_Cand], feed: dict[str, np.ndarray]) -> tupl
     speed: dict[str, Any] = {"measured": False, "threads": run.threads}
     if not is_host_compatible(run.target):
         speed["note"] = f"target {run.target.name} is not this machine's kind; speed not measured here"
-        return min(cands, key=lambda c: (c.fid.continuous, file_size_mb(c.path))), speed
+        return min(cands, key=lambda c: (c.fid.continuous, model_size_mb(c.path))), speed
     models = {"fp32": run.src, **{f"c{i}": c.path for i, c in enumerate(cands)}}
     t = time_side_by_side(models, feed, threads=run.threads)
     for i, c in enumerate(cands):

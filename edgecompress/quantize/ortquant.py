@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 
 from ..errors import RuntimeFailure, UnsupportedError
+from ..onnxgraph.io import LARGE, model_bytes
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,14 @@ def run_quantizer(src: Path, dest: Path, cand: Candidate, cache: Path | None = N
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_dynamic, quantize_static
 
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    # a model over 2 GB (its weights in external data) is quantized with external data too: ORT's quantizer
+    # cannot write one protobuf that large; the stage folds a small result back into one file (copy_model)
+    large = {"use_external_data_format": True} if model_bytes(src) >= LARGE else {}
     try:
         if cand.mode == "dynamic":
             quantize_dynamic(str(src), str(dest), per_channel=cand.per_channel, reduce_range=cand.reduce_range,
                              weight_type=_qtype(cand.weight_type), nodes_to_exclude=list(cand.exclude) or None,
-                             extra_options=extra)
+                             extra_options=extra, **large)
         else:
             if cache is None:
                 raise RuntimeFailure("static quantization needs calibrated ranges")
@@ -75,7 +79,7 @@ def run_quantizer(src: Path, dest: Path, cand: Candidate, cache: Path | None = N
                             reduce_range=cand.reduce_range, activation_type=_qtype(cand.activation_type),
                             weight_type=_qtype(cand.weight_type), nodes_to_exclude=list(cand.exclude) or None,
                             calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
-                            extra_options=extra)
+                            extra_options=extra, **large)
     except (RuntimeFailure, UnsupportedError):
         raise
     except Exception as exc:  # ORT's quantizer raises ValueError/RuntimeError/KeyError/... on unsupported graphs

@@ -20,6 +20,7 @@ import onnx
 
 from ..errors import ModelError, RuntimeFailure, UnsupportedError
 from ..onnxgraph.census import all_nodes, consumers, op_histogram, quant_state
+from ..onnxgraph.io import LARGE, data_file_name, model_bytes
 
 PRE_PROCESS_ATTEMPTS: tuple[tuple[str, dict[str, bool]], ...] = (
     ("default", {}),
@@ -138,7 +139,7 @@ def pre_process(src: Path, dest: Path, result: PreprocessResult) -> Path:
     for label, kwargs in PRE_PROCESS_ATTEMPTS:
         try:
             with _ort_log_collected(errors, label):
-                quant_pre_process(str(src), str(dest), **kwargs)
+                quant_pre_process(str(src), str(dest), **kwargs, **_external_kwargs(src, dest))
         except Exception as exc:  # symbolic shape inference raises bare Exceptions on unknown patterns
             errors.append(f"quant_pre_process({label}) failed: {type(exc).__name__}: "
                           f"{' '.join(str(exc).split())[:160]}")
@@ -151,6 +152,14 @@ def pre_process(src: Path, dest: Path, result: PreprocessResult) -> Path:
     result.fallbacks.extend(errors)
     result.fallbacks.append("quant_pre_process failed in every mode; quantizing without pre-processing")
     return src
+
+
+def _external_kwargs(src: Path, dest: Path) -> dict[str, object]:
+    """quant_pre_process writes a model over 2 GB with external data (`<dest name>.data` beside it)."""
+    if model_bytes(src) < LARGE:
+        return {}
+    return {"save_as_external_data": True, "all_tensors_to_one_file": True,
+            "external_data_location": data_file_name(dest)}
 
 
 def prepare(model: onnx.ModelProto, src: Path, workdir: Path) -> PreprocessResult:

@@ -15,8 +15,8 @@ import onnx
 from ..data import FeedData
 from ..errors import ValidationError
 from ..fidelity import CompareConfig, FidelityReport, Outputs, judge, run_outputs
-from ..fsutil import file_size_mb
 from ..onnxgraph.census import int8_census
+from ..onnxgraph.io import model_size_mb
 from ..onnxgraph.runtime import make_session
 from ..onnxgraph.timing import time_side_by_side
 from ..targets import TargetProfile, is_host_compatible
@@ -184,7 +184,7 @@ def finish(run: _Run, best: Tried, why: dict[str, str], excluded: list[dict[str,
                     "batchnorm_folded": run.pre.batchnorm_folded, "notes": run.pre.notes},
         fallbacks=list(run.pre.fallbacks), notes=run.notes + ([why["fallback"]] if "fallback" in why else []),
         unquantizable_ops=unq,
-        size_mb={"fp32": round(file_size_mb(run.src), 3), "int8": round(file_size_mb(best.path), 3)},
+        size_mb={"fp32": round(model_size_mb(run.src), 3), "int8": round(model_size_mb(best.path), 3)},
     )
     return report, best.path
 

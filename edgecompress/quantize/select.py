@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import onnx
-
 from ..errors import EdgecompressError
 from ..fidelity import better
-from ..onnxgraph.io import load_model
+from ..onnxgraph.io import load_model, save_model
 from ..onnxgraph.timing import time_side_by_side
 from ..targets import is_host_compatible
 from . import rounding
@@ -119,7 +117,7 @@ def _rounded(run: _Run, best: Tried) -> Tried:
         run.rounding["reason"] = "not applied: no layer's held-out error fell"
         return best
     p = run.work / f"rounded_{int(cand.equalized)}.onnx"
-    onnx.save(new, str(p))
+    save_model(new, p)  # external data when over 2 GB
     run.models[(cand.equalized, True)] = p
     t = run.build(cand.with_(rounded=True))
     run.evaluate(t)

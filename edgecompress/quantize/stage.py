@@ -19,9 +19,9 @@ from ..artifact import ModelArtifact, StageResult
 from ..data import load_data
 from ..errors import BudgetError, ConfigError, TargetError
 from ..fidelity import holdout, judge, resolve_state
-from ..fsutil import atomic_copy, check_output_path, file_size_mb, private_tempdir, working_directory
+from ..fsutil import check_output_path, private_tempdir, working_directory
 from ..onnxgraph.census import count_macs
-from ..onnxgraph.io import external_tensors, input_specs, load_model, save_model
+from ..onnxgraph.io import copy_model, external_tensors, input_specs, load_model, model_size_mb, save_model
 from ..targets import get_target
 from .config import QuantizeConfig
 from .equalize import equalize, has_depthwise
@@ -139,7 +139,7 @@ def quantize(model: Any, config: QuantizeConfig | None = None, *, out: str | os.
             raise BudgetError(f"{cfg.weights} model is slower than fp32 on this machine ({report.speed['speedup']:.2f}x, "
                               f"measured side by side); nothing written",
                               hint="pass --allow-slower to write it anyway", report=report.to_dict())
-        atomic_copy(final, out)
+        copy_model(final, out)  # with its external data, if any (the pair lands together)
     metrics = {"fidelity": report.fidelity, "speedup": report.speed.get("speedup"), "size_mb": report.size_mb}
     return StageResult(art.derive(Path(out), "quantize", config=cfg, metrics=metrics), report)
 
@@ -179,7 +179,7 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
                        "stream_channels": sm.channels, "streams_skipped": sm.skipped, "applied": False}
         if eq.changed or sm.changed:
             p = run.work / "equalized.onnx"
-            onnx.save(eq_model, str(p))
+            save_model(eq_model, p)
             run.models[(True, False)] = p
     else:
         run.eq_info = {"depthwise": depthwise, "pairs": 0, "skipped": {}, "applied": False,
@@ -191,7 +191,7 @@ def _execute(run: _Run, model: onnx.ModelProto) -> tuple[QuantizeReport, Path]:
                            smooth_skipped=si.skipped)
         if si.changed:
             p = run.work / "smoothed.onnx"
-            onnx.save(sm_model, str(p))
+            save_model(sm_model, p)
             run.models[(True, False)] = p
             run.eq_info["reason"] = "MatMul inputs smoothed (tried as the +smooth candidate)"
     return choose(run, share)
@@ -216,6 +216,6 @@ def _fp16(run: _Run, model: onnx.ModelProto) -> tuple[Fp16Report, Path]:
                      "fp32 kernels; time it with `edgecompress bench --remote` on the device"}
     return Fp16Report(target=run.target.name, conversion=res.to_dict(), fidelity=_fidelity_dict(fid),
                       fidelity_data=run.fid_note + " (this machine's CPU EP: weight rounding, fp32 arithmetic)",
-                      speed=speed, size_mb={"fp32": round(file_size_mb(run.src), 3),
-                                            "fp16": round(file_size_mb(final), 3)},
+                      speed=speed, size_mb={"fp32": round(model_size_mb(run.src), 3),
+                                            "fp16": round(model_size_mb(final), 3)},
                       notes=run.notes + list(res.notes)), final
