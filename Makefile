@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast bench zoo bench-real lint clean
+.PHONY: venv demo test test-large test-fast bench zoo bench-real lint clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x --durations=15 $(PYTEST_ARGS)
+
+test-large: $(STAMP)   # a > 2 GB model through quantize, prune, bench, package, verify (~18 GB, ~15 min)
+	EDGECOMPRESS_LARGE_TESTS=1 $(PY) -m pytest -q -x tests/test_large_models.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
@@ -43,6 +46,7 @@ bench-real: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgecompress tests bench examples scripts
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
